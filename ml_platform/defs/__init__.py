@@ -1,0 +1,20 @@
+"""The Dagster layer: thin assets, checks, jobs and sensors over the plain-Python core.
+
+Each stage lives in its own folder and exposes ``defs``; ``build_definitions`` merges them.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+
+def build_definitions() -> dg.Definitions:
+    # Imported here so that importing ml_platform.defs.* submodules stays cheap.
+    from ml_platform.defs import automation, ingestion, warehouse
+    from ml_platform.defs.resources import build_resources
+
+    stages = [ingestion.defs, warehouse.defs, automation.defs]
+    return dg.Definitions.merge(
+        *stages,
+        dg.Definitions(resources=build_resources(), executor=dg.in_process_executor),
+    )
