@@ -3,6 +3,9 @@ SHELL := /bin/bash
 export DO_NOT_TRACK := true
 export MLFLOW_DISABLE_TELEMETRY := true
 export BENTOML_DO_NOT_TRACK := true
+# Cold imports of the stack are slow: compile bytecode at install and keep writing it.
+export UV_COMPILE_BYTECODE := 1
+unexport PYTHONDONTWRITEBYTECODE
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 # uv from PATH, or the module pip installed (resolved when each recipe line runs)
 UV = $$(command -v uv || echo python3 -m uv)

@@ -1,5 +1,7 @@
-"""Dagster definitions for the ingestion stage."""
+"""Dagster definitions for the ingestion stage (raw -> validated + quarantine)."""
 
 import dagster as dg
 
-defs = dg.Definitions()
+from ml_platform.defs.ingestion.assets import raw_transactions, validate_transactions_assets
+
+defs = dg.Definitions(assets=[raw_transactions, validate_transactions_assets])
