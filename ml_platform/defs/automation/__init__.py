@@ -1,5 +1,7 @@
-"""Dagster definitions for the automation stage."""
+"""Dagster definitions for the automation stage: jobs, schedules and sensors."""
 
 import dagster as dg
 
-defs = dg.Definitions()
+from ml_platform.defs.automation.jobs import jobs
+
+defs = dg.Definitions(jobs=jobs)

@@ -1,0 +1,51 @@
+"""The dbt project, alone in its module (dagster-dbt's prepare-and-package imports it).
+
+Outside ``dagster dev`` the manifest must exist before ``@dbt_assets`` is defined:
+:func:`prepare_dbt_manifest` runs ``dbt parse`` when ``target/manifest.json`` is missing or
+older than any project file. ``ml-platform prepare`` (``make dev``, the demo) calls it, and
+``ml_platform.defs.warehouse`` calls it on import so a clean checkout still loads (~5 s once).
+It also re-parses when the dbt environment (warehouse and lake paths, target) changed, so the
+saved partial parse matches and each ``dbt build`` skips its own full parse.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from dagster_dbt import DbtProject
+
+from ml_platform.defs.warehouse.dbt_env import DBT_PROJECT_DIR, dbt_env, dbt_environment
+from ml_platform.settings import get_settings
+
+#: Files whose change makes the manifest stale.
+_SOURCE_GLOBS = ("dbt_project.yml", "profiles.yml", "models/**/*", "macros/**/*", "tests/**/*")
+
+warehouse_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
+_ENV_STAMP = warehouse_project.manifest_path.with_name("ml_platform_env.json")
+
+
+def manifest_is_stale() -> bool:
+    """True when the manifest is missing, parsed for another environment, or older than a
+    model, macro, test or config file."""
+    manifest = warehouse_project.manifest_path
+    if not manifest.exists() or not _ENV_STAMP.exists():
+        return True
+    if json.loads(_ENV_STAMP.read_text()) != dbt_env(get_settings()):
+        return True
+    built = manifest.stat().st_mtime
+    return any(
+        p.is_file() and p.stat().st_mtime > built
+        for pattern in _SOURCE_GLOBS
+        for p in DBT_PROJECT_DIR.glob(pattern)
+    )
+
+
+def prepare_dbt_manifest(force: bool = False) -> Path:
+    """Run ``dbt parse`` if the manifest is missing or stale; return the manifest path."""
+    if force or manifest_is_stale():
+        with dbt_environment(get_settings()) as env:
+            # dagster-dbt's preparer guards against concurrent parses (code servers).
+            warehouse_project.preparer.prepare(warehouse_project)
+        _ENV_STAMP.write_text(json.dumps(env, sort_keys=True))
+    return warehouse_project.manifest_path

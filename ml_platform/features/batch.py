@@ -1,0 +1,206 @@
+"""Batch feature engine: every window of every transaction at once, with numpy.
+
+Per entity the rows are sorted by ``(entity, tx_datetime, transaction_id)`` (event order).
+Each window edge becomes one ``searchsorted`` on a composite integer key
+``entity_code * (U + 1) + time_rank`` (``time_rank`` = rank of the timestamp among the U
+distinct timestamps, so nanosecond timestamps stay exact and the key never overflows);
+counts, sums and fraud counts are then differences of prefix sums. Amount prefix sums run in
+80-bit extended precision so a window mean stays exact to ~1e-12 even at 1.7M rows.
+Window-edge queries are issued in sorted order (cache-friendly binary searches); entities
+are processed one after the other and the output is one preallocated float64 block, so peak
+memory is the output plus one entity's few arrays of n. O(n log n), no per-group loop.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ml_platform.data.contract import (
+    CUSTOMER_ID,
+    TERMINAL_ID,
+    TRANSACTION_ID,
+    TX_AMOUNT,
+    TX_DATETIME,
+    TX_FRAUD,
+)
+from ml_platform.features.definitions import (
+    DAY_NS,
+    FEATURE_COLUMNS,
+    FEATURES,
+    NIGHT_LAST_HOUR,
+    check_label_delay,
+)
+
+_HOUR_NS = 3600 * 10**9
+INPUT_COLUMNS = (TRANSACTION_ID, TX_DATETIME, CUSTOMER_ID, TERMINAL_ID, TX_AMOUNT, TX_FRAUD)
+
+
+def _check_input(tx: pd.DataFrame) -> None:
+    missing = [c for c in INPUT_COLUMNS if c not in tx.columns]
+    if missing:
+        raise ValueError(f"transactions: missing column(s) {missing}")
+    if not pd.api.types.is_datetime64_any_dtype(tx[TX_DATETIME]):
+        raise ValueError(f"{TX_DATETIME}: must be a datetime column, got {tx[TX_DATETIME].dtype}")
+    for col in (TRANSACTION_ID, CUSTOMER_ID, TERMINAL_ID, TX_AMOUNT, TX_FRAUD):
+        if tx[col].isna().any():
+            raise ValueError(f"{col}: contains nulls")
+    if tx[TX_DATETIME].isna().any():
+        raise ValueError(f"{TX_DATETIME}: contains nulls")
+    if tx[TRANSACTION_ID].duplicated().any():
+        raise ValueError(f"{TRANSACTION_ID}: not unique")
+
+
+def naive_utc(times: pd.Series) -> pd.Series:
+    """Timezone-aware timestamps become naive UTC (the online engine does the same)."""
+    if getattr(times.dt, "tz", None) is not None:
+        return times.dt.tz_convert("UTC").dt.tz_localize(None)
+    return times
+
+
+class _Events:
+    """All rows in event order ``(tx_datetime, transaction_id)`` with dense time ranks."""
+
+    def __init__(self, t: np.ndarray, ids: np.ndarray):
+        n = len(t)
+        self.n = n
+        self.order = np.lexsort((ids, t))
+        self.sorted_t = t[self.order]
+        new = np.ones(n, dtype=bool)
+        new[1:] = self.sorted_t[1:] != self.sorted_t[:-1]
+        self.utimes = self.sorted_t[new]
+        self.rank = np.empty(n, dtype=np.int64)  # rank of each row's timestamp, input order
+        self.rank[self.order] = np.cumsum(new) - 1
+        self._bounds: dict[int, np.ndarray] = {}
+
+    def rank_after(self, offset_ns: int) -> np.ndarray:
+        """Per row (input order): rank of the first distinct time > t - offset.
+
+        The queries ``t - offset`` are sorted in event order, so the search is cache-friendly.
+        """
+        if offset_ns not in self._bounds:
+            r = np.empty(self.n, dtype=np.int32 if len(self.utimes) < 2**31 else np.int64)
+            r[self.order] = np.searchsorted(self.utimes, self.sorted_t - offset_ns, side="right")
+            self._bounds[offset_ns] = r
+        return self._bounds[offset_ns]
+
+    def drop_bounds(self) -> None:
+        self._bounds.clear()
+
+
+class _EntityIndex:
+    """Rows of one entity in event order, with searchsorted window edges."""
+
+    def __init__(self, entity: np.ndarray, ev: _Events):
+        # stable sort of the event order by entity = order by (entity, time, id)
+        self.order = ev.order[np.argsort(entity[ev.order], kind="stable")]
+        ent = entity[self.order]
+        code = np.zeros(len(ent), dtype=np.int64)
+        if len(ent):
+            np.cumsum(ent[1:] != ent[:-1], out=code[1:])
+        self.code = code
+        self.ev = ev
+        self.stride = len(ev.utimes) + 1
+        self.keys = code * self.stride + ev.rank[self.order]  # increasing
+        self.n = len(ent)
+
+    def first_after(self, offset_ns: int) -> np.ndarray:
+        """Sorted position of the entity's first row with time > t - offset (per row)."""
+        q = self.code * self.stride
+        q += self.ev.rank_after(offset_ns)[self.order]  # increasing queries
+        return np.searchsorted(self.keys, q, side="left")
+
+    def prefix(self, values: np.ndarray, dtype) -> np.ndarray:
+        """Prefix sums with a leading 0, in sorted order."""
+        out = np.zeros(self.n + 1, dtype=dtype)
+        np.cumsum(values[self.order].astype(dtype, copy=False), out=out[1:])
+        return out
+
+
+def build_features(transactions: pd.DataFrame, label_delay_days: int = 7) -> pd.DataFrame:
+    """Point-in-time features for every transaction: ``transaction_id`` + FEATURE_COLUMNS.
+
+    Rows come back in the input order; every feature is float64 (as the online engine
+    returns them). ``tx_fraud`` is read only through delayed windows.
+    """
+    d = check_label_delay(label_delay_days)
+    _check_input(transactions)
+    n = len(transactions)
+    t = naive_utc(transactions[TX_DATETIME]).to_numpy(dtype="datetime64[ns]").view(np.int64)
+    ids = transactions[TRANSACTION_ID].to_numpy(np.int64)
+    amount = transactions[TX_AMOUNT].to_numpy(np.float64)
+    fraud = transactions[TX_FRAUD].to_numpy()
+    if not np.isfinite(amount).all():
+        raise ValueError(f"{TX_AMOUNT}: must be finite")
+    if ((fraud != 0) & (fraud != 1)).any():
+        raise ValueError(f"{TX_FRAUD}: must be 0 or 1")
+
+    # One float64 block, column-major, filled in place: no consolidation copy at the end.
+    values = np.empty((n, len(FEATURES)), dtype=np.float64, order="F")
+    ev = _Events(t, ids)
+    groups: dict[tuple, list[int]] = {}
+    for j, f in enumerate(FEATURES):
+        if f.aggregate == "value":
+            values[:, j] = amount
+        elif f.aggregate == "weekend":
+            values[:, j] = (t // DAY_NS + 3) % 7 >= 5  # 1970-01-01 was a Thursday
+        elif f.aggregate == "night":
+            values[:, j] = (t % DAY_NS) // _HOUR_NS <= NIGHT_LAST_HOUR
+        else:
+            groups.setdefault((f.entity, f.window_days, f.delayed), []).append(j)
+
+    def run_entity(entity: str) -> None:
+        ix = _EntityIndex(transactions[entity].to_numpy(np.int64), ev)
+        cs_amount = ix.prefix(amount, np.longdouble)  # extended precision: exact means
+        cs_fraud = ix.prefix(fraud, np.int64)
+        delay_end = None  # shared by every delayed window of the entity
+        for (e, w, delayed), cols in groups.items():
+            if e != entity:
+                continue
+            if delayed:
+                start = ix.first_after((d + w) * DAY_NS)
+                if delay_end is None:
+                    delay_end = ix.first_after(d * DAY_NS)
+                end = delay_end
+            else:
+                start = ix.first_after(w * DAY_NS)
+                end = np.arange(1, ix.n + 1, dtype=np.int64)  # up to the row, event order
+            count = end - start
+            for j in cols:
+                values[ix.order, j] = _aggregate(
+                    FEATURES[j], ix, start, end, count, cs_amount, cs_fraud, amount, t
+                )
+            del start, end, count
+
+    # One entity after the other keeps peak memory near one entity's working set.
+    for entity in dict.fromkeys(key[0] for key in groups):
+        run_entity(entity)
+        ev.drop_bounds()
+    out = pd.DataFrame(values, columns=FEATURE_COLUMNS, copy=False)
+    out.insert(0, TRANSACTION_ID, ids)
+    return out
+
+
+def _aggregate(f, ix: _EntityIndex, start, end, count, cs_amount, cs_fraud, amount, t):
+    """One feature's values in the entity's sorted order."""
+    n = ix.n
+    if f.aggregate == "count":
+        return count
+    if f.aggregate in ("mean_amount", "amount_ratio"):
+        total = cs_amount[end] - cs_amount[start]
+        mean = (total / np.maximum(count, 1)).astype(np.float64)
+        mean[count == 0] = 0.0
+        if f.aggregate == "mean_amount":
+            return mean
+        return np.divide(amount[ix.order], mean, out=np.ones(n), where=mean != 0)
+    if f.aggregate == "risk":
+        frauds = cs_fraud[end] - cs_fraud[start]
+        return np.divide(frauds, count, out=np.zeros(n), where=count > 0)
+    if f.aggregate == "seconds_since_prev":
+        cap = f.window_days * 86_400.0
+        ts = t[ix.order]
+        gap = np.full(n, cap)
+        same = ix.code[1:] == ix.code[:-1]
+        gap[1:][same] = (ts[1:][same] - ts[:-1][same]) / 1e9
+        return np.minimum(gap, cap)  # a previous tx w days back or more is outside the window
+    raise ValueError(f"feature {f.name!r}: unknown aggregate {f.aggregate!r}")

@@ -1,0 +1,51 @@
+"""The definitions module: exact required columns, a stable version hash, the horizon."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+
+from ml_platform.features import FEATURE_COLUMNS, FEATURE_VERSION, REQUIRED_COLUMNS
+from ml_platform.features import definitions as defs
+
+ISSUE_ORDER = [
+    "tx_amount",
+    "tx_during_weekend",
+    "tx_during_night",
+    *(f"customer_id_nb_tx_{w}day_window" for w in (1, 7, 30)),
+    *(f"customer_id_avg_amount_{w}day_window" for w in (1, 7, 30)),
+    *(f"terminal_id_nb_tx_{w}day_window" for w in (1, 7, 30)),
+    *(f"terminal_id_risk_{w}day_window" for w in (1, 7, 30)),
+]
+
+
+def test_required_columns_come_first_in_issue_order() -> None:
+    assert REQUIRED_COLUMNS == ISSUE_ORDER
+    assert FEATURE_COLUMNS[: len(ISSUE_ORDER)] == ISSUE_ORDER
+    assert len(set(FEATURE_COLUMNS)) == len(FEATURE_COLUMNS)
+
+
+def test_every_label_feature_is_delayed() -> None:
+    for f in defs.FEATURES:
+        if f.aggregate == "risk" or f.entity == "terminal_id":
+            assert f.delayed, f.name
+
+
+def test_version_is_deterministic_across_processes() -> None:
+    code = "from ml_platform.features import FEATURE_VERSION as v; print(v)"
+    other = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert other == FEATURE_VERSION and len(FEATURE_VERSION) == 16
+
+
+def test_version_changes_with_a_definition(monkeypatch) -> None:
+    changed = (dataclasses.replace(defs.FEATURES[3], window_days=2), *defs.FEATURES[4:])
+    monkeypatch.setattr(defs, "FEATURES", defs.FEATURES[:3] + changed)
+    assert defs._version() != FEATURE_VERSION
+
+
+def test_horizon_covers_longest_window_plus_delay() -> None:
+    assert defs.horizon_days(7) == 60 + 7
+    assert defs.horizon_days(1) == 61
