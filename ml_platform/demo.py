@@ -26,14 +26,25 @@ def run_demo() -> int:
 
     print(f"ml_platform demo: {s.start_date}..{s.end_date} ({s.n_days} days), data in {s.data_dir}")
     timings: dict[str, float] = {}
-    for job_name in ("spine_job",):
+    for job_name in ("spine_job", "training_features_job"):
         t = time.perf_counter()
         run_job(defs, job_name, start=s.start_date, end=s.end_date)
         timings[job_name] = time.perf_counter() - t
         print(f"  {job_name}: done in {timings[job_name]:.1f}s")
+    # training (issue 4): train + register the challenger, then the promotion gate
+    t = time.perf_counter()
+    run_job(defs, "training_job")
+    print(f"  training_job: done in {time.perf_counter() - t:.1f}s")
 
     from ml_platform.summary import print_summary
 
     print_summary(s)
+    from ml_platform.training.registry import champion_report
+
+    print(champion_report())
+    # serving (issue 5): batch predictions with the champion, then how to call the API
+    from ml_platform.serving.demo import run_serving_step
+
+    run_serving_step(defs, s)
     print(f"demo finished in {time.perf_counter() - t0:.1f}s")
     return 0

@@ -11,8 +11,9 @@ from datetime import date, timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import quote
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -49,9 +50,74 @@ class Settings(BaseSettings):
     # --- registry / serving ----------------------------------------------------------------
     mlflow_tracking_uri: str | None = Field(None, description="Default: SQLite in data_dir.")
     model_name: str = "fraud_detector"
+    # --- training, promotion gate (issue 4; owner: training) -------------------------------
+    train_days: int = Field(14, ge=1, description="Training window length (days).")
+    valid_days: int = Field(7, ge=1, description="Validation window, the latest matured days.")
+    baseline_margin_ap: float = Field(
+        0.005, description="LightGBM is registered only if its AP beats the baseline's by this."
+    )
+    promotion_margin_ap: float = Field(
+        0.005, description="Challenger becomes champion if its AP beats the champion's by this."
+    )
+    gate_min_auc: float = Field(0.6, description="Never promote a model below this ROC AUC.")
+    train_threads: int = Field(2, ge=1, description="Threads LightGBM may use.")
+
     online_store: Literal["sqlite", "redis"] = "sqlite"
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_prefix: str = "mlp"
+
+    # --- serving (BentoML API, prediction log, batch scoring, edge) ---------------------------
+    serving_host: str = Field("127.0.0.1", description="Address `bentoml serve` binds to.")
+    serving_port: int = Field(3001, ge=1, le=65535, description="API port (Dagster uses 3000).")
+    serving_workers: int = Field(1, ge=1, description="BentoML worker processes.")
+    serving_reload_seconds: float = Field(
+        15.0, ge=0, description="Poll the registry aliases this often (0: only POST /reload)."
+    )
+    serving_max_batch: int = Field(1000, ge=1, description="Most transactions per /predict_batch.")
+    serving_log_flush_seconds: float = Field(
+        0.2, gt=0, description="Prediction-log writer batches rows for at most this long."
+    )
+
+    # --- production profile (issue 7; owner: production) ------------------------------------
+    # profile="production" puts the Dagster instance on PostgreSQL (deploy/dagster.yaml reads
+    # the ML_PLATFORM_PG_* variables), MLflow tracking + registry on PostgreSQL and the online
+    # store on Redis, unless mlflow_tracking_uri / online_store are set explicitly.
+    pg_host: str = Field("127.0.0.1", description="PostgreSQL host (production profile).")
+    pg_port: int = Field(5432, ge=1, le=65535, description="PostgreSQL port.")
+    pg_user: str = Field("postgres", description="PostgreSQL user.")
+    pg_password: SecretStr = Field(
+        SecretStr(""), description="PostgreSQL password: from the environment, never the repo."
+    )
+    pg_dagster_db: str = Field("dagster", description="Database of Dagster runs and events.")
+    pg_mlflow_db: str = Field("mlflow", description="Database of MLflow tracking + registry.")
+    api_token: SecretStr | None = Field(
+        None, description="If set, the API requires `Authorization: Bearer <token>` (not /readyz)."
+    )
+    api_max_body_bytes: int = Field(
+        1_048_576, ge=1024, description="Request bodies above this size get 413."
+    )
+
+    # --- monitoring and automatic retraining (issue 6; owner: monitoring) ------------------
+    drift_share_threshold: float = Field(
+        0.3, ge=0, le=1, description="Drifted-feature share above which the check warns/retrains."
+    )
+    drift_reference_max_rows: int = Field(
+        20_000, ge=1000, description="Rows sampled from the champion's training reference."
+    )
+    retrain_performance_margin: float = Field(
+        0.05, ge=0, description="Retrain when labeled AP drops this far below the reference."
+    )
+    retrain_min_new_labeled_days: int = Field(
+        14, ge=1, description="Retrain when this many labeled days are newer than the champion."
+    )
+    retrain_min_days_between: int = Field(
+        3, ge=0, description="At most one triggered retraining per this many data days."
+    )
+    performance_window_days: int = Field(
+        3, ge=1, description="Latest labeled days averaged for the performance rule."
+    )
+    skew_tolerance: float = Field(1e-9, ge=0, description="Online vs batch feature tolerance.")
+    sensor_interval_seconds: int = Field(60, ge=5, description="Sensor evaluation interval.")
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
@@ -63,7 +129,30 @@ class Settings(BaseSettings):
             raise ValueError("source_dir: required when source='files'")
         self.data_dir = self.data_dir.expanduser().resolve()
         self.dagster_home = self.dagster_home.expanduser().resolve()
+        self._apply_profile()
         return self
+
+    def _apply_profile(self) -> None:
+        """Production defaults for what the user did not set explicitly (issue 7)."""
+        if self.api_token is not None and not self.api_token.get_secret_value():
+            self.api_token = None  # ML_PLATFORM_API_TOKEN= (empty) means auth off
+        if self.profile != "production":
+            return
+        if "mlflow_tracking_uri" not in self.model_fields_set:
+            self.mlflow_tracking_uri = self.postgres_url(self.pg_mlflow_db)
+        if "online_store" not in self.model_fields_set:
+            self.online_store = "redis"
+
+    def postgres_url(self, db_name: str) -> str:
+        """SQLAlchemy URL of ``db_name`` on the PostgreSQL server, explicitly psycopg2.
+
+        SQLAlchemy 2.1 maps a bare ``postgresql://`` to psycopg 3, which is not installed.
+        """
+        user = quote(self.pg_user, safe="")
+        password = self.pg_password.get_secret_value()
+        auth = f"{user}:{quote(password, safe='')}" if password else user
+        host = f"{self.pg_host}:{self.pg_port}"
+        return f"postgresql+psycopg2://{auth}@{host}/{quote(db_name, safe='')}"
 
     # --- derived paths ---------------------------------------------------------------------
     @property

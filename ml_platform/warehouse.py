@@ -22,14 +22,17 @@ def read_only(path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
     """A read-only connection, closed on exit; a clear error when the file does not exist."""
     import duckdb
 
+    from ml_platform.data.locks import warehouse_lock
+
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"warehouse: {path} does not exist yet (run the warehouse assets)")
-    con = duckdb.connect(str(path), read_only=True)
-    try:
-        yield con
-    finally:
-        con.close()
+    with warehouse_lock(path, shared=True):  # wait for a running dbt build, never fail on it
+        con = duckdb.connect(str(path), read_only=True)
+        try:
+            yield con
+        finally:
+            con.close()
 
 
 def query(path: Path, sql: str, params: Sequence[Any] | None = None) -> pd.DataFrame:

@@ -1,5 +1,34 @@
-"""Dagster definitions for the training stage."""
+"""Dagster definitions for the training stage: training_set, candidate_model, champion_model.
+
+Jobs: ``training_job`` (train, register, gate), ``feature_pipeline_job`` (ingestion +
+features over a partition range; what ``ml-platform backtest`` materializes) and
+``training_features_job`` (features only, once ingestion has run: the demo uses it).
+"""
 
 import dagster as dg
 
-defs = dg.Definitions()
+from ml_platform.defs.training.assets import candidate_model, champion_model, training_set
+
+training_job = dg.define_asset_job(
+    name="training_job",
+    selection=dg.AssetSelection.groups("training"),
+    description="Build the training set, train + register the challenger, run the promotion gate.",
+)
+
+feature_pipeline_job = dg.define_asset_job(
+    name="feature_pipeline_job",
+    selection=dg.AssetSelection.groups("ingestion")
+    | dg.AssetSelection.assets("transaction_features"),
+    description="Ingest, validate and compute features for a range of days (used by backtest).",
+)
+
+training_features_job = dg.define_asset_job(
+    name="training_features_job",
+    selection=dg.AssetSelection.assets("transaction_features"),
+    description="Features for a range of days whose transactions are validated (demo, retraining).",
+)
+
+defs = dg.Definitions(
+    assets=[training_set, candidate_model, champion_model],
+    jobs=[training_job, feature_pipeline_job, training_features_job],
+)

@@ -14,6 +14,7 @@ import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
 
 from ml_platform import warehouse
+from ml_platform.data.locks import warehouse_lock
 from ml_platform.defs.partitions import daily_partitions
 from ml_platform.defs.warehouse.dbt_env import dbt_environment
 from ml_platform.defs.warehouse.project import warehouse_project
@@ -51,7 +52,9 @@ def warehouse_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource) -> Ite
     window = context.partition_time_window
     start, end = window.start.date(), (window.end - timedelta(days=1)).date()
     settings = get_settings()
-    with dbt_environment(settings, start, end):
+    # The pool serialises runs of one instance; the file lock also covers a CLI run beside
+    # `dagster dev`, a manual `ml-platform dbt` and readers (DuckDB has a single writer).
+    with warehouse_lock(settings.warehouse_path), dbt_environment(settings, start, end):
         invocation = dbt.cli(["build"], context=context, raise_on_error=False)
         events = list(invocation.stream())
     error = invocation.get_error()

@@ -1,0 +1,128 @@
+"""The promotion gate: challenger vs champion on the same most recent labelled window.
+
+Each model is scored on the same rows (not each on its own validation window), so the
+comparison is fair. The challenger becomes champion when its average precision beats the
+champion's by ``promotion_margin_ap``; the very first model is promoted when it is at least
+as good as the logistic-regression baseline of its own training run. A model below
+``gate_min_auc`` is never promoted. Every decision, promoted or not, is written to the
+challenger version's tags (``gate.*``) so "why not" is always on record.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+
+from ml_platform.training import metrics
+
+
+@dataclass
+class GateDecision:
+    promote: bool
+    reason: str
+    challenger_version: str | None
+    champion_version: str | None
+    window: str
+    challenger_metrics: dict[str, float] | None = None
+    champion_metrics: dict[str, float] | None = None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def decide(
+    challenger_metrics: dict[str, float],
+    champion_metrics: dict[str, float] | None,
+    *,
+    margin_ap: float,
+    min_auc: float,
+    baseline_ap: float | None = None,
+) -> tuple[bool, str]:
+    """The rule itself, on metrics measured on one window (pure, for tests and the asset)."""
+    auc, ap = challenger_metrics["roc_auc"], challenger_metrics["average_precision"]
+    if not np.isfinite(auc) or auc < min_auc:
+        return False, f"challenger ROC AUC {auc:.4f} is below the floor {min_auc}"
+    if champion_metrics is None:
+        if baseline_ap is not None and ap < baseline_ap - 1e-6:  # tags keep 6 decimals
+            return False, f"first model: AP {ap:.4f} does not beat the baseline's {baseline_ap:.4f}"
+        ref = f"baseline AP {baseline_ap:.4f}" if baseline_ap is not None else "no baseline"
+        return True, f"first model: AP {ap:.4f} >= {ref}, AUC {auc:.4f}"
+    gain = ap - champion_metrics["average_precision"]
+    if gain > margin_ap:
+        return True, (
+            f"challenger AP {ap:.4f} beats champion "
+            f"{champion_metrics['average_precision']:.4f} by {gain:.4f} > margin {margin_ap}"
+        )
+    return False, (
+        f"challenger AP {ap:.4f} vs champion {champion_metrics['average_precision']:.4f}: "
+        f"gain {gain:.4f} <= margin {margin_ap}"
+    )
+
+
+def run_gate(
+    window: pd.DataFrame, window_label: str, *, who: str = "promotion-gate"
+) -> GateDecision:
+    """Score challenger and champion on ``window`` (features + labels), decide, record, act."""
+    from ml_platform.settings import get_settings
+    from ml_platform.training import registry
+
+    s = get_settings()
+    chal_v = registry.current_version(registry.CHALLENGER)
+    champ_v = registry.current_version(registry.CHAMPION)
+    if chal_v is None:
+        return GateDecision(False, "no challenger registered", None, champ_v, window_label)
+    if chal_v == champ_v:
+        return GateDecision(False, "challenger is already champion", chal_v, champ_v, window_label)
+    challenger, chal_info = registry.load_native_model(chal_v)
+    chal_m = metrics.validation_metrics(window, challenger.score(window))
+    champ_m = None
+    note = ""
+    if champ_v is not None:
+        champion, champ_info = registry.load_native_model(champ_v)
+        missing = [c for c in champ_info.feature_columns if c not in window.columns]
+        if missing:
+            note = f"champion v{champ_v} needs feature {missing[0]} that no longer exists; "
+        else:
+            champ_m = metrics.validation_metrics(window, champion.score(window))
+    baseline_ap = _float(chal_info.tags.get("baseline_average_precision"))
+    if champ_v is None:
+        promote, reason = decide(
+            chal_m,
+            None,
+            margin_ap=s.promotion_margin_ap,
+            min_auc=s.gate_min_auc,
+            baseline_ap=baseline_ap,
+        )
+    elif champ_m is None:
+        promote, reason = decide(
+            chal_m, None, margin_ap=s.promotion_margin_ap, min_auc=s.gate_min_auc
+        )
+        reason = note + reason
+    else:
+        promote, reason = decide(
+            chal_m, champ_m, margin_ap=s.promotion_margin_ap, min_auc=s.gate_min_auc
+        )
+    decision = GateDecision(promote, reason, chal_v, champ_v, window_label, chal_m, champ_m)
+    registry.tag_version(
+        chal_v,
+        {
+            "gate.decision": "promoted" if promote else "rejected",
+            "gate.reason": reason,
+            "gate.window": window_label,
+            "gate.challenger_ap": f"{chal_m['average_precision']:.6f}",
+            "gate.champion_ap": f"{champ_m['average_precision']:.6f}" if champ_m else "",
+            "gate.champion_version": champ_v or "",
+        },
+    )
+    if promote:
+        registry.promote(chal_v, who=who, why=f"gate on {window_label}: {reason}")
+    return decision
+
+
+def _float(v: str | None) -> float | None:
+    try:
+        return float(v) if v not in (None, "") else None
+    except ValueError:
+        return None

@@ -1,0 +1,130 @@
+"""MLflow registry: lineage on every run, the promotion gate, promote/rollback with who/why/when."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ml_platform.data.simulator import generate_days
+from ml_platform.features import FEATURE_COLUMNS, FEATURE_VERSION, build_features
+from ml_platform.training import datasets, models
+
+WINDOWS = datasets.platform_windows(date(2025, 5, 5), train_days=10, valid_days=7, label_delay=7)
+
+
+@pytest.fixture(scope="module")
+def split() -> tuple[pd.DataFrame, pd.DataFrame]:
+    tx = generate_days(
+        date(2025, 4, 1), date(2025, 5, 5), seed=5, n_customers=500, n_terminals=1000
+    )
+    return datasets.split(datasets.join_labels(build_features(tx), tx), WINDOWS)
+
+
+def _log(split, cols=FEATURE_COLUMNS, margin=0.005):
+    from ml_platform.training import registry
+
+    train, valid = split
+    cands = models.train_candidates(train, valid, list(cols), margin_ap=margin, threads=1)
+    info = registry.log_training_run(
+        cands, train, valid, WINDOWS, feature_version=FEATURE_VERSION, as_of="2025-05-05"
+    )
+    return info, cands
+
+
+def test_training_run_records_full_lineage(settings_env, split):
+    import mlflow
+
+    from ml_platform.training import registry
+
+    settings_env()
+    info, cands = _log(split)
+    assert info.version == "1" and info.aliases == ["challenger"]
+    assert info.feature_version == FEATURE_VERSION and info.feature_columns == FEATURE_COLUMNS
+    assert info.threshold == pytest.approx(cands.threshold)
+
+    run = mlflow.MlflowClient().get_run(info.run_id)
+    tags, params, run_metrics = run.data.tags, run.data.params, run.data.metrics
+    assert tags["git_commit"] and tags["git_commit"] != ""
+    assert tags["feature_version"] == FEATURE_VERSION
+    assert tags["package.lightgbm"] and tags["package.mlflow"]
+    assert tags["train_window"] == f"{WINDOWS.train_start}..{WINDOWS.train_end}"
+    assert params["model_kind"] == cands.chosen.kind and "window.label_delay" in params
+    assert {
+        "valid_roc_auc",
+        "valid_average_precision",
+        "valid_card_precision_at_100",
+        "baseline_average_precision",
+    } <= set(run_metrics)
+    contexts = {}
+    for ds_input in run.inputs.dataset_inputs:
+        tag = {t.key: t.value for t in ds_input.tags}
+        contexts[tag["mlflow.data.context"]] = (ds_input.dataset.digest, tag["window"])
+    train, _ = split
+    assert contexts["training"][0] == datasets.dataset_digest(train[[*FEATURE_COLUMNS, "tx_fraud"]])
+    assert contexts["training"][1] == f"{WINDOWS.train_start}..{WINDOWS.train_end}"
+    assert "validation" in contexts
+
+    model_info = mlflow.models.get_model_info(f"models:/{info.name}/{info.version}")
+    assert model_info.signature is not None and model_info.saved_input_example_info is not None
+    assert [c.name for c in model_info.signature.inputs] == FEATURE_COLUMNS
+
+    for key in ("set_by", "why", "set_at"):
+        assert info.tags[f"alias.challenger.{key}"]
+
+    native, loaded = registry.load_native_model("challenger")
+    _, valid = split
+    np.testing.assert_allclose(native.score(valid), cands.chosen.score(valid), rtol=1e-6)
+    assert native.predict_proba(valid[FEATURE_COLUMNS].to_numpy()[:2]).shape == (2, 2)
+    assert loaded.version == "1"
+
+
+def test_gate_refuses_worse_model_and_rollback_restores(settings_env, split, capsys):
+    from ml_platform.cli import main
+    from ml_platform.training import registry
+    from ml_platform.training.gate import run_gate
+
+    settings_env(gate_min_auc=0.5)
+    _, valid = split
+    window = f"{WINDOWS.valid_start}..{WINDOWS.valid_end}"
+
+    good, _ = _log(split)
+    first = run_gate(valid, window)
+    assert first.promote and "first model" in first.reason
+    assert registry.current_version("champion") == good.version
+
+    # a weaker model (two features, the baseline forced) is refused, and the reason is kept
+    worse, _ = _log(split, cols=["tx_amount", "tx_during_night"], margin=1.0)
+    decision = run_gate(valid, window)
+    assert not decision.promote and "gain" in decision.reason
+    assert (
+        decision.challenger_metrics["average_precision"]
+        < decision.champion_metrics["average_precision"]
+    )
+    assert registry.current_version("champion") == good.version
+    assert registry.get_model_info(worse.version).tags["gate.decision"] == "rejected"
+
+    # a manual promotion, then rollback restores the previous champion
+    assert main(["promote", worse.version, "--reason", "test override", "--who", "tester"]) == 0
+    assert registry.current_version("champion") == worse.version
+    promoted = registry.get_model_info(worse.version).tags
+    assert promoted["alias.champion.set_by"] == "tester"
+    assert promoted["alias.champion.why"] == "test override" and promoted["alias.champion.set_at"]
+    assert main(["rollback", "--reason", "worse in production"]) == 0
+    assert registry.current_version("champion") == good.version
+    assert "rollback from" in registry.get_model_info(good.version).tags["alias.champion.why"]
+    assert main(["rollback"]) == 2  # nothing before the first champion
+    assert "nothing before it" in capsys.readouterr().err
+
+    capsys.readouterr()
+    assert main(["models", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [v["version"] for v in listed["versions"]] == [worse.version, good.version]
+    assert listed["versions"][1]["aliases"] == ["champion"]
+    assert listed["versions"][1]["lineage"]["feature_version"] == FEATURE_VERSION
+    events = [(e["alias"], e["version"]) for e in listed["alias_history"]]
+    assert events[-1] == ("champion", good.version)
+    assert main(["promote", "99"]) == 2
