@@ -10,8 +10,10 @@ export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 # uv from PATH, or the module pip installed (resolved when each recipe line runs)
 UV = $$(command -v uv || echo python3 -m uv)
 DAGSTER_PORT ?= 3000
+CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: setup demo test test-fast test-production test-ui dev serve lint bench clean
+.PHONY: setup demo test test-fast test-production test-ui dev serve lint bench clean \
+	install-browser screenshots
 
 setup:  ## install uv if missing, then the locked environment
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 \
@@ -22,15 +24,34 @@ setup:  ## install uv if missing, then the locked environment
 demo: setup  ## the main job end to end on embedded defaults
 	$(UV) run ml-platform demo
 
-test: setup  ## the whole test suite
+test: setup install-browser  ## the whole test suite (the UI tests need chromium)
 	$(UV) run pytest
 
 test-fast: setup  ## unit tests only
 	$(UV) run pytest ml_platform_tests/unit
 
+test-production: setup  ## real PostgreSQL + Redis, reliability, static deploy checks
+	CI=$${CI:-true} $(UV) run pytest ml_platform_tests/production -m production
+
+install-browser:  ## Debian's chromium for the UI tests (apt-get; Playwright downloads nothing)
+	@if [ ! -x "$(CHROMIUM)" ]; then \
+		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get update -qq && \
+		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	fi
+
+test-ui: setup install-browser  ## the Dagster UI driven in headless Chromium (starts dagster dev)
+	$(UV) run pytest ml_platform_tests/ui -m ui
+
+screenshots: setup install-browser  ## regenerate docs/images/*.png from a fresh dagster dev
+	$(UV) run python docs/screenshots.py
+
 dev: setup  ## Dagster UI + daemon (sensors and schedules live)
 	$(UV) run ml-platform prepare
 	$(UV) run dagster dev -w workspace.yaml -h 127.0.0.1 -p $(DAGSTER_PORT)
+
+serve: setup  ## the real-time API (ML_PLATFORM_SERVING_HOST/_PORT, default 127.0.0.1:3001)
+	$(UV) run bentoml serve ml_platform.serving.service:FraudDetector
 
 lint: setup
 	$(UV) run ruff check .

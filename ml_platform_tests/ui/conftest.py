@@ -1,0 +1,81 @@
+"""One ``dagster dev`` + one headless Chromium for the browser tests of this folder.
+
+The platform under test lives in a fresh temporary directory (empty DAGSTER_HOME, tiny
+simulator, a week of partitions), exactly what a new user gets from ``make dev``.
+"""
+
+from __future__ import annotations
+
+import resource
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from ml_platform_tests.ui import dagster_ui as ui
+
+#: Seconds per phase of the last run, shown in pytest's terminal summary (the issue's
+#: budget: 90 s in all, ``dagster dev`` start-up included, on an idle 2-core machine).
+TIMINGS: dict[str, float] = {}
+
+
+@dataclass
+class UiPlatform:
+    dev: ui.DagsterDev
+    inventory: ui.Inventory
+    base_dir: Path
+    started: float
+    timings: dict[str, float] = field(default_factory=lambda: TIMINGS)
+
+    @property
+    def url(self) -> str:
+        return self.dev.url
+
+
+@pytest.fixture(scope="package")
+def ui_platform(session_dir: Path) -> Iterator[UiPlatform]:
+    """Prepare the project, start ``dagster dev`` and stop it (and all it spawned) after.
+    Files stay in the session's temp folder (not pytest's rotating one) for post-mortems."""
+    started = time.monotonic()
+    cpu0 = _cpu_seconds()
+    base = Path(tempfile.mkdtemp(prefix="ui-platform-", dir=session_dir))
+    env = ui.ui_env(base)
+    inventory = ui.describe_definitions(env)
+    prepared = time.monotonic() - started
+    dev = ui.DagsterDev(env, base / "dagster-dev.log")
+    platform = UiPlatform(dev=dev, inventory=inventory, base_dir=base, started=started)
+    platform.timings["prepare_and_describe_s"] = round(prepared, 1)
+    try:
+        dev.start()
+        platform.timings["dagster_dev_ready_s"] = round(dev.wait_ready(timeout=240), 1)
+        dev.skip_first_run_popup()
+        yield platform
+    finally:
+        t = time.monotonic()
+        dev.stop(grace=3)  # the data is throw-away: no need to wait ~12 s
+        platform.timings["stop_s"] = round(time.monotonic() - t, 1)
+        platform.timings["total_s"] = round(time.monotonic() - started, 1)
+        # CPU of this process and every child it reaped (prepare, dagster dev, Chromium):
+        # on a busy machine the wall time says little, the CPU seconds stay comparable.
+        platform.timings["cpu_s"] = round(_cpu_seconds() - cpu0, 1)
+    assert not dev.alive(), f"processes left after stopping dagster dev: {dev.alive()}"
+
+
+def _cpu_seconds() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if TIMINGS:
+        terminalreporter.write_line(f"dagster UI browser test, seconds: {TIMINGS}")
+
+
+@pytest.fixture(scope="package")
+def page(ui_platform: UiPlatform) -> Iterator:
+    with ui.browser_page() as p:
+        yield p
