@@ -192,6 +192,14 @@ def _cmd_backtest_retraining(args: argparse.Namespace) -> int:
     )
     from ml_platform.settings import get_settings
 
+    if args.weeks < 2:
+        raise ValueError(
+            f"--weeks: must be at least 2 (10 or more for the issue), got {args.weeks}"
+        )
+    if not 0 <= args.drift_after_days < 7 * args.weeks:
+        raise ValueError(
+            f"--drift-after-days: must be within [0, {7 * args.weeks}), got {args.drift_after_days}"
+        )
     s = get_settings()
     policy = PolicyConfig.from_settings(s)
     if args.drift_threshold is not None:
@@ -238,13 +246,15 @@ def _add_monitoring_commands(sub) -> None:
         "backtest-retraining",
         help="replay >= 10 weeks of drifting simulated data: frozen vs weekly vs sensor retraining",
     )
-    p.add_argument("--weeks", type=int, default=10, help="weeks replayed day by day (>= 10)")
+    p.add_argument("--weeks", type=int, default=12, help="weeks replayed day by day (>= 10)")
     p.add_argument("--drift-after-days", type=int, default=14, help="drift starts this far in")
-    p.add_argument("--customers", type=int, default=None, help="default: ML_PLATFORM_SIM_N_CUSTOMERS")
-    p.add_argument("--terminals", type=int, default=None, help="default: ML_PLATFORM_SIM_N_TERMINALS")
+    p.add_argument("--customers", type=int, default=None, help="default: settings sim_n_customers")
+    p.add_argument("--terminals", type=int, default=None, help="default: settings sim_n_terminals")
     p.add_argument("--seed", type=int, default=None, help="default: ML_PLATFORM_SIM_SEED")
     p.add_argument(
-        "--drift-threshold", type=float, default=None,
+        "--drift-threshold",
+        type=float,
+        default=None,
         help="sensor drift-share threshold (default: ML_PLATFORM_DRIFT_SHARE_THRESHOLD)",
     )
     p.add_argument("--out", default=None, help="output folder (default: <data_dir>/reports/...)")
@@ -299,7 +309,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="run the whole platform end to end on embedded defaults")
     p.set_defaults(func=_cmd_demo)
 
-    p = sub.add_parser("prepare", help="create DAGSTER_HOME and the dbt manifest (for `dagster dev`)")
+    p = sub.add_parser(
+        "prepare", help="create DAGSTER_HOME and the dbt manifest (for `dagster dev`)"
+    )
     p.set_defaults(func=_cmd_prepare)
 
     _add_training_commands(sub)

@@ -46,5 +46,9 @@ def run_demo() -> int:
     from ml_platform.serving.demo import run_serving_step
 
     run_serving_step(defs, s)
+    # monitoring (issue 6): labeled performance (dbt), drift report, skew, summary chart
+    from ml_platform.monitoring.demo_step import run_monitoring_step
+
+    run_monitoring_step(defs, s)
     print(f"demo finished in {time.perf_counter() - t0:.1f}s")
     return 0

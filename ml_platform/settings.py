@@ -75,7 +75,7 @@ class Settings(BaseSettings):
     )
     serving_max_batch: int = Field(1000, ge=1, description="Most transactions per /predict_batch.")
     serving_log_flush_seconds: float = Field(
-        0.2, gt=0, description="Prediction-log writer batches rows for at most this long."
+        0.05, gt=0, description="Prediction-log writer batches rows for at most this long."
     )
 
     # --- production profile (issue 7; owner: production) ------------------------------------

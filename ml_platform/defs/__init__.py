@@ -10,10 +10,26 @@ import dagster as dg
 
 def build_definitions() -> dg.Definitions:
     # Imported here so that importing ml_platform.defs.* submodules stays cheap.
-    from ml_platform.defs import automation, features, ingestion, training, warehouse
+    from ml_platform.defs import (
+        automation,
+        features,
+        ingestion,
+        monitoring,
+        serving,
+        training,
+        warehouse,
+    )
     from ml_platform.defs.resources import build_resources
 
-    stages = [ingestion.defs, warehouse.defs, features.defs, training.defs, automation.defs]
+    stages = [
+        ingestion.defs,
+        warehouse.defs,
+        features.defs,
+        training.defs,
+        serving.defs,
+        monitoring.defs,
+        automation.defs,
+    ]
     return dg.Definitions.merge(
         *stages,
         dg.Definitions(resources=build_resources(), executor=dg.in_process_executor),

@@ -1,0 +1,359 @@
+"""Scoring shared by the batch asset, the real-time service and the edge export.
+
+One place turns features into a decision (score >= the model's threshold), so the batch
+predictions, the API answers and the edge package cannot disagree. Models come from the
+MLflow registry as *native* predictors on float64 numpy in ``FEATURE_COLUMNS`` order
+(LightGBM booster or scikit-learn pipeline): no pandas frame or pyfunc wrapper on the
+request path. MLflow itself is imported only when a model is (re)loaded.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ml_platform.data.contract import CUSTOMER_ID, TERMINAL_ID, TRANSACTION_ID, TX_DATETIME
+
+log = logging.getLogger(__name__)
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+
+#: Columns of the ``batch_predictions`` table, in order.
+PREDICTION_COLUMNS: tuple[str, ...] = (
+    TRANSACTION_ID,
+    TX_DATETIME,
+    CUSTOMER_ID,
+    TERMINAL_ID,
+    "score",
+    "is_fraud",
+    "threshold",
+    "model_name",
+    "model_version",
+    "feature_version",
+)
+
+
+class NoModelError(LookupError):
+    """The registry has no model under the requested alias (e.g. no champion yet)."""
+
+
+@dataclass(frozen=True)
+class ScoringModel:
+    """A registered model ready to score 2-D float64 numpy rows in FEATURE_COLUMNS order."""
+
+    name: str
+    version: str
+    threshold: float
+    predict_proba: Callable[[np.ndarray], np.ndarray]
+    native: Any = None
+    feature_version: str | None = None
+    alias: str | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+    loaded_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
+
+    def score(self, features: np.ndarray) -> np.ndarray:
+        """Fraud probability per row."""
+        x = np.asarray(features, dtype=np.float64)
+        if x.ndim == 1:
+            x = x.reshape(1, -1)
+        return np.asarray(self.predict_proba(x), dtype=np.float64).reshape(-1)
+
+    def decide(self, scores: np.ndarray) -> np.ndarray:
+        return np.asarray(scores) >= self.threshold
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "alias": self.alias,
+            "threshold": self.threshold,
+            "feature_version": self.feature_version,
+            "loaded_at": self.loaded_at,
+            "kind": type(self.native).__name__ if self.native is not None else None,
+        }
+
+
+# --- native predictors ------------------------------------------------------------------
+
+
+def native_predict_fn(model: Any) -> Callable[[np.ndarray], np.ndarray]:
+    """The fastest probability function for a native model object.
+
+    A LightGBM ``Booster`` predicts single rows with one thread (OpenMP start-up costs
+    more than the trees); scikit-learn style models use ``predict_proba[:, 1]``.
+    """
+    kind = type(model).__name__
+    if kind == "Booster" and hasattr(model, "num_trees"):
+        booster = model
+
+        def predict(x: np.ndarray) -> np.ndarray:
+            threads = 1 if len(x) < 512 else 0
+            return booster.predict(x, num_threads=threads)
+
+        return predict
+    if hasattr(model, "booster_") and hasattr(model, "predict_proba"):  # LGBMClassifier
+        return native_predict_fn(model.booster_)
+    if hasattr(model, "predict_proba"):
+        return lambda x: model.predict_proba(x)[:, 1]
+    if callable(model):
+        return model
+    raise TypeError(f"model: cannot score with a {kind} (no predict_proba, not callable)")
+
+
+# --- registry access (MLflow imported lazily) -------------------------------------------
+
+
+def load_model(alias_or_version: str) -> ScoringModel:
+    """Load a registered model by alias or version through the training registry.
+
+    Raises ``NoModelError`` when nothing is registered under that alias/version, and
+    ``ValueError`` when the model was trained on other features than this code computes
+    (serving it would be training/serving skew).
+    """
+    from ml_platform.features import FEATURE_COLUMNS, FEATURE_VERSION
+    from ml_platform.training import registry
+
+    try:
+        native, info = registry.load_native_model(alias_or_version)
+    except LookupError as exc:
+        raise NoModelError(str(exc)) from exc
+    model = ScoringModel(
+        name=info.name,
+        version=str(info.version),
+        threshold=float(info.threshold),
+        predict_proba=native_predict_fn(native.model),
+        native=native.model,
+        feature_version=info.feature_version or None,
+        alias=None if str(alias_or_version).isdigit() else str(alias_or_version),
+        info={"kind": info.kind, "run_id": info.run_id, "aliases": list(info.aliases)},
+    )
+    check_features(model, list(info.feature_columns), FEATURE_COLUMNS, FEATURE_VERSION)
+    return model
+
+
+def check_features(
+    model: ScoringModel,
+    model_columns: Sequence[str],
+    code_columns: Sequence[str],
+    code_version: str,
+) -> None:
+    """Refuse a model whose feature list or definition version differs from the code's."""
+    if model_columns and list(model_columns) != list(code_columns):
+        raise ValueError(
+            f"feature_columns: {model.name} v{model.version} was trained on "
+            f"{len(model_columns)} features {list(model_columns)[:3]}..., this code computes "
+            f"{len(code_columns)} {list(code_columns)[:3]}...; retrain before serving it"
+        )
+    if model.feature_version and model.feature_version != code_version:
+        raise ValueError(
+            f"feature_version: {model.name} v{model.version} was trained with feature "
+            f"definitions {model.feature_version}, this code has {code_version}; retrain"
+        )
+
+
+def alias_version(alias: str) -> str | None:
+    """The version an alias points at, or None: a cheap registry lookup for polling."""
+    from ml_platform.training import registry
+
+    return registry.current_version(alias)
+
+
+class ModelSlots:
+    """Champion and challenger currently served; swapped atomically on reload.
+
+    ``refresh`` asks the registry which versions the aliases point at and loads only what
+    changed, so polling costs one lookup per alias. A registry error keeps the models
+    already loaded (the service keeps answering) and is reported in ``last_error``.
+    """
+
+    def __init__(
+        self,
+        loader: Callable[[str], ScoringModel] = load_model,
+        version_of: Callable[[str], str | None] = alias_version,
+    ) -> None:
+        self._loader = loader
+        self._version_of = version_of
+        self._models: dict[str, ScoringModel | None] = {CHAMPION: None, CHALLENGER: None}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.last_error: str | None = None
+        self.last_refresh: str | None = None
+
+    @property
+    def champion(self) -> ScoringModel | None:
+        return self._models[CHAMPION]
+
+    @property
+    def challenger(self) -> ScoringModel | None:
+        return self._models[CHALLENGER]
+
+    def refresh(self) -> dict[str, str | None]:
+        """Reload any alias whose version changed; returns alias -> version now served."""
+        with self._lock:
+            errors = []
+            for alias in (CHAMPION, CHALLENGER):
+                try:
+                    self._refresh_alias(alias)
+                except Exception as exc:  # keep serving what we have
+                    errors.append(f"{alias}: {type(exc).__name__}: {exc}")
+                    log.warning("model refresh failed for %s: %s", alias, exc)
+            self.last_error = "; ".join(errors) or None
+            self.last_refresh = datetime.now(UTC).isoformat()
+            return {a: (m.version if m else None) for a, m in self._models.items()}
+
+    def _refresh_alias(self, alias: str) -> None:
+        version = self._version_of(alias)
+        current = self._models[alias]
+        if version is None:
+            if current is not None:
+                log.info("alias %s removed; no longer serving version %s", alias, current.version)
+            self._models[alias] = None
+            return
+        if current is not None and current.version == version:
+            return
+        model = self._loader(version)
+        # the alias moved between the lookup and the load: keep the version we loaded
+        self._models[alias] = _with_alias(model, alias)
+        log.info("serving %s = %s version %s", alias, model.name, model.version)
+
+    def start_polling(self, interval_s: float) -> None:
+        """Re-check the aliases every ``interval_s`` seconds in a daemon thread."""
+        if interval_s <= 0 or self._thread is not None:
+            return
+
+        def loop() -> None:
+            while not self._stop.wait(interval_s):
+                self.refresh()
+
+        self._thread = threading.Thread(target=loop, name="model-alias-poller", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def _with_alias(model: ScoringModel, alias: str) -> ScoringModel:
+    from dataclasses import replace
+
+    return model if model.alias == alias else replace(model, alias=alias)
+
+
+# --- batch scoring -----------------------------------------------------------------------
+
+
+def score_features(
+    features: pd.DataFrame, model: ScoringModel, feature_columns: Sequence[str] | None = None
+) -> pd.DataFrame:
+    """Score a feature table (transaction_id + FEATURE_COLUMNS [+ entity columns])."""
+    if feature_columns is None:
+        from ml_platform.features import FEATURE_COLUMNS as feature_columns
+    missing = [c for c in (TRANSACTION_ID, *feature_columns) if c not in features.columns]
+    if missing:
+        raise ValueError(f"features: missing column(s) {missing}")
+    x = features[list(feature_columns)].to_numpy(dtype=np.float64)
+    scores = model.score(x) if len(x) else np.empty(0)
+    n = len(features)
+    out = pd.DataFrame(
+        {
+            TRANSACTION_ID: features[TRANSACTION_ID].to_numpy(dtype=np.int64),
+            TX_DATETIME: _col(features, TX_DATETIME, n, "datetime64[ns]"),
+            CUSTOMER_ID: _col(features, CUSTOMER_ID, n, "int64"),
+            TERMINAL_ID: _col(features, TERMINAL_ID, n, "int64"),
+            "score": scores,
+            "is_fraud": model.decide(scores),
+            "threshold": np.full(n, model.threshold, dtype=np.float64),
+            "model_name": pd.Series([model.name] * n, dtype="string"),
+            "model_version": pd.Series([model.version] * n, dtype="string"),
+            "feature_version": pd.Series([model.feature_version or ""] * n, dtype="string"),
+        }
+    )
+    return out
+
+
+def _col(df: pd.DataFrame, name: str, n: int, dtype: str) -> Any:
+    if name in df.columns:
+        return df[name].to_numpy(dtype=dtype)
+    return np.full(n, np.datetime64("NaT") if dtype.startswith("datetime") else -1, dtype=dtype)
+
+
+def split_by_day(
+    features: pd.DataFrame, model: ScoringModel, days: Iterable[date | str]
+) -> dict[str, pd.DataFrame]:
+    """Score a feature table and split it into ``{YYYY-MM-DD: predictions}`` for ``days``.
+
+    Every requested day gets a frame (possibly empty); rows outside ``days`` are dropped
+    and rows are sorted by ``tx_datetime, transaction_id`` so a re-run writes identical
+    files.
+    """
+    keys = sorted({d if isinstance(d, str) else d.isoformat() for d in days})
+    if TX_DATETIME not in features.columns:
+        raise ValueError(f"features: missing column {TX_DATETIME!r} (needed to split by day)")
+    day = features[TX_DATETIME].to_numpy(dtype="datetime64[ns]").astype("datetime64[D]")
+    wanted = np.isin(day, np.array(keys, dtype="datetime64[D]"))
+    preds = score_features(features.loc[wanted], model)
+    preds = preds.sort_values([TX_DATETIME, TRANSACTION_ID], kind="stable", ignore_index=True)
+    by_day = preds[TX_DATETIME].to_numpy(dtype="datetime64[ns]").astype("datetime64[D]")
+    return {k: preds.loc[by_day == np.datetime64(k, "D")].reset_index(drop=True) for k in keys}
+
+
+def score_transactions(
+    transactions: pd.DataFrame,
+    model: ScoringModel,
+    days: Iterable[date | str],
+    label_delay_days: int,
+) -> dict[str, pd.DataFrame]:
+    """End to end from validated transactions (look-back included): features, then scores
+    for ``days`` only (see :func:`split_by_day`). The batch asset reads the materialized
+    ``transaction_features`` instead; this is the path when they are not materialized."""
+    from ml_platform.features import FEATURE_COLUMNS, build_features
+
+    keys = sorted({d if isinstance(d, str) else d.isoformat() for d in days})
+    if transactions.empty:
+        return split_by_day(_empty_features(FEATURE_COLUMNS), model, keys)
+    tx_day = transactions[TX_DATETIME].to_numpy(dtype="datetime64[ns]").astype("datetime64[D]")
+    wanted = np.isin(tx_day, np.array(keys, dtype="datetime64[D]"))
+    feats = build_features(transactions, label_delay_days=label_delay_days)
+    # align the feature rows with the transactions they belong to (engine order is its own)
+    scored_tx = transactions.loc[wanted].reset_index(drop=True)
+    pos = pd.Index(feats[TRANSACTION_ID].to_numpy()).get_indexer(scored_tx[TRANSACTION_ID])
+    if (pos < 0).any():
+        raise ValueError("features: build_features dropped some transactions of the scored days")
+    sel = feats.iloc[pos].reset_index(drop=True)
+    for c in (TX_DATETIME, CUSTOMER_ID, TERMINAL_ID):
+        sel[c] = scored_tx[c].to_numpy()
+    return split_by_day(sel, model, keys)
+
+
+def _empty_features(columns: Sequence[str]) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            TRANSACTION_ID: np.empty(0, np.int64),
+            TX_DATETIME: np.empty(0, "datetime64[ns]"),
+            **{c: np.empty(0) for c in columns},
+        }
+    )
+
+
+def time_single_rows(model: ScoringModel, x: np.ndarray, n: int = 2000) -> dict[str, float]:
+    """p50/p99 (µs) of scoring one row at a time: the figure the API's latency rests on."""
+    rows = np.asarray(x, dtype=np.float64)
+    times = np.empty(n)
+    for i in range(n):
+        row = rows[i % len(rows)].reshape(1, -1)
+        t = time.perf_counter()
+        model.score(row)
+        times[i] = time.perf_counter() - t
+    return {
+        "p50_us": float(np.percentile(times, 50) * 1e6),
+        "p99_us": float(np.percentile(times, 99) * 1e6),
+    }

@@ -1,0 +1,219 @@
+"""Sensor decisions through Dagster's sensor test context: trigger, skip with reason, no
+double start; the new-data sensor on a files source. Real lake files, a real registered
+champion (small model, test MLflow), a real (test) Dagster instance."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from datetime import timedelta
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import pytest
+
+from ml_platform.data import lake
+from ml_platform.settings import get_settings
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    """Settings pointing at a fresh data dir with 24 days of real features in the lake."""
+    from ml_platform.data.simulator import generate_days
+    from ml_platform.features import build_features
+
+    root = tmp_path_factory.mktemp("sensors")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ML_PLATFORM_DATA_DIR", str(root / "data"))
+        get_settings.cache_clear()
+        s = get_settings()
+        end = s.start_date + timedelta(days=23)
+        tx = generate_days(s.start_date, end, seed=1, n_customers=100, n_terminals=200)
+        feats = build_features(tx, label_delay_days=s.label_delay_days)
+        feats = tx[["transaction_id", "tx_datetime"]].merge(feats, on="transaction_id")
+        for day, frame in feats.groupby(feats["tx_datetime"].dt.date):
+            lake.write_partition(frame, s.lake_dir, "transaction_features", day)
+        yield {"settings": s, "features": feats, "tx": tx, "mp": mp, "root": root, "end": end}
+    get_settings.cache_clear()
+
+
+@pytest.fixture(scope="module")
+def instance():
+    with dg.instance_for_test() as inst:
+        yield inst
+
+
+def evaluate(sensor, instance, cursor=None):
+    context = dg.build_sensor_context(instance=instance, cursor=cursor)
+    return sensor(context), context
+
+
+def test_no_champion_triggers_then_cooldown_then_in_progress(env, instance):
+    from ml_platform.defs.automation.sensors import retraining_sensor
+
+    result, ctx = evaluate(retraining_sensor, instance)
+    assert isinstance(result, dg.RunRequest)
+    assert result.tags["ml_platform/trigger"] == "no_champion"
+    assert "no champion yet" in result.tags["ml_platform/reason"]
+    assert result.run_key == f"retrain-{env['end']}-no_champion"
+    assert json.loads(ctx.cursor)["last_retrain_day"] == env["end"].isoformat()
+
+    # the same data day again: the cursor's cooldown says no, with the reason
+    again, _ = evaluate(retraining_sensor, instance, cursor=ctx.cursor)
+    assert isinstance(again, dg.SkipReason)
+    assert again.skip_message.startswith("[cooldown]")
+
+    # a training run in progress: never a second one, whatever the signals say
+    run = instance.add_run(
+        dg.DagsterRun(
+            job_name="training_job", run_id=str(uuid.uuid4()), status=dg.DagsterRunStatus.STARTED
+        )
+    )
+    try:
+        blocked, _ = evaluate(retraining_sensor, instance)
+        assert isinstance(blocked, dg.SkipReason)
+        assert blocked.skip_message.startswith("[in_progress]")
+        assert "already in progress" in blocked.skip_message
+    finally:
+        instance.report_run_canceled(run)
+
+
+@pytest.fixture(scope="module")
+def champion(env):
+    """A real (small) model registered and promoted in the test MLflow."""
+    from ml_platform.features import FEATURE_COLUMNS, FEATURE_VERSION
+    from ml_platform.training import registry
+    from ml_platform.training.datasets import Windows, join_labels
+    from ml_platform.training.metrics import validation_metrics
+    from ml_platform.training.models import CandidateSet, fit_baseline
+
+    s = env["settings"]
+    labeled = join_labels(env["features"].drop(columns="tx_datetime"), env["tx"])
+    day = labeled["tx_datetime"].dt.date
+    d = [s.start_date + timedelta(days=i) for i in range(24)]
+    w = Windows(d[0], d[4], d[12], d[14], s.label_delay_days)
+    train = labeled[(day >= w.train_start) & (day <= w.train_end)]
+    valid = labeled[(day >= w.valid_start) & (day <= w.valid_end)]
+    model = fit_baseline(train, list(FEATURE_COLUMNS))
+    m = validation_metrics(valid, model.score(valid))
+    cands = CandidateSet(model, None, m, None, model, "test baseline", 0.5, m)
+    info = registry.log_training_run(cands, train, valid, w, feature_version=FEATURE_VERSION)
+    registry.promote(info.version, who="test", why="sensor test champion")
+    return registry.get_model_info("champion"), w
+
+
+def write_drift(settings, day, share: float) -> None:
+    n = 20
+    drifted = np.arange(n) < round(share * n)
+    frame = pd.DataFrame(
+        {
+            "day": day.isoformat(),
+            "column": [f"f{i}" for i in range(n)],
+            "kind": "feature",
+            "method": "Wasserstein distance (normed)",
+            "score": np.where(drifted, 0.5, 0.01),
+            "threshold": 0.1,
+            "drifted": drifted,
+        }
+    )
+    lake.write_partition(frame, settings.lake_dir, "drift_report", day)
+
+
+def test_champion_quiet_skips_with_reason(env, instance, champion):
+    from ml_platform.defs.automation.sensors import retraining_sensor
+
+    write_drift(env["settings"], env["end"], share=0.05)
+    result, ctx = evaluate(retraining_sensor, instance)
+    assert isinstance(result, dg.SkipReason)
+    assert result.skip_message.startswith("[none]")
+    assert "drift share 0.050" in result.skip_message
+    # labeled days newer than the champion: matured up to day 16, validation ended day 14
+    assert "2 new labeled day(s)" in result.skip_message
+    assert ctx.cursor is None  # a skip leaves the cursor alone
+
+
+def test_champion_drift_triggers(env, instance, champion):
+    from ml_platform.defs.automation.sensors import retraining_sensor
+
+    write_drift(env["settings"], env["end"], share=0.5)
+    result, _ = evaluate(retraining_sensor, instance)
+    assert isinstance(result, dg.RunRequest)
+    assert result.tags["ml_platform/trigger"] == "drift"
+    assert "0.500 > threshold 0.300" in result.tags["ml_platform/reason"]
+
+
+def test_champion_performance_drop_triggers(env, instance, champion):
+    from ml_platform.defs.automation.sensors import retraining_sensor
+
+    info, _ = champion
+    write_drift(env["settings"], env["end"], share=0.05)
+    ref = float(info.tags["valid_average_precision"])
+    perf = pd.DataFrame(
+        {
+            "tx_date": [str(env["end"] - timedelta(days=8))],
+            "model_version": [info.version],
+            "source": ["batch"],
+            "average_precision": [ref - 0.2],
+            "trailing_average_precision": [ref - 0.2],
+            "trailing_days": [3],
+        }
+    )
+    lake.atomic_write_parquet(perf, env["settings"].lake_dir / "model_performance" / lake.FILE_NAME)
+    result, _ = evaluate(retraining_sensor, instance)
+    assert isinstance(result, dg.RunRequest)
+    assert result.tags["ml_platform/trigger"] == "performance"
+
+
+def test_new_data_sensor(env, instance, tmp_path):
+    from ml_platform.defs.automation.sensors import new_data_sensor
+
+    skipped, _ = evaluate(new_data_sensor, instance)
+    assert isinstance(skipped, dg.SkipReason) and "simulator" in skipped.skip_message
+
+    mp = env["mp"]
+    src = tmp_path / "incoming"
+    src.mkdir()
+    mp.setenv("ML_PLATFORM_SOURCE", "files")
+    mp.setenv("ML_PLATFORM_SOURCE_DIR", str(src))
+    get_settings.cache_clear()
+    try:
+        day = env["settings"].start_date + timedelta(days=2)
+        path = src / f"{day}.parquet"
+        env["tx"].head(5).to_parquet(path)
+        (src / "2031-01-01.csv").write_text("x\n")  # outside the partition range
+        (src / "notes.txt").write_text("ignored")
+        result, ctx = evaluate(new_data_sensor, instance)
+        assert [r.partition_key for r in result] == [day.isoformat()]
+        assert result[0].tags["ml_platform/trigger"] == "new_file"
+
+        again, ctx2 = evaluate(new_data_sensor, instance, cursor=ctx.cursor)
+        assert isinstance(again, dg.SkipReason)
+
+        mtime = path.stat().st_mtime + 10
+        os.utime(path, (mtime, mtime))  # the file was replaced: one new run
+        changed, _ = evaluate(new_data_sensor, instance, cursor=ctx2.cursor)
+        assert [r.partition_key for r in changed] == [day.isoformat()]
+        assert changed[0].run_key != result[0].run_key
+    finally:
+        mp.delenv("ML_PLATFORM_SOURCE")
+        mp.delenv("ML_PLATFORM_SOURCE_DIR")
+        get_settings.cache_clear()
+
+
+def test_daily_schedule_runs_yesterday_inside_the_range_only():
+    from datetime import UTC, datetime
+
+    from ml_platform.defs.automation.schedules import daily_schedule
+
+    s = get_settings()
+    inside = datetime(s.start_date.year, s.start_date.month, s.start_date.day, 0, 30, tzinfo=UTC)
+    inside += timedelta(days=3)
+    run = daily_schedule(dg.build_schedule_context(scheduled_execution_time=inside))
+    assert isinstance(run, dg.RunRequest)
+    assert run.partition_key == (s.start_date + timedelta(days=2)).isoformat()
+    late = datetime(s.end_date.year, s.end_date.month, s.end_date.day, 0, 30, tzinfo=UTC)
+    late += timedelta(days=30)
+    skip = daily_schedule(dg.build_schedule_context(scheduled_execution_time=late))
+    assert isinstance(skip, dg.SkipReason) and "outside the partition range" in skip.skip_message

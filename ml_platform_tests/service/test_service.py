@@ -1,0 +1,344 @@
+"""The real API: `bentoml serve ml_platform.serving.service:FraudDetector` in a subprocess.
+
+Started once for the module (about 11 s) on a free port, with its own registered model
+name in the test registry so it starts with no champion (503), then picks one up without
+a restart. Predictions are compared with offline scoring of the same transactions.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import date, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ml_platform_tests.service import support
+
+pytestmark = pytest.mark.slow
+
+SVC_MODEL = "fraud_detector_svc"
+DAY = support.END
+PROJECT_DIR = Path(__file__).resolve().parents[2]
+
+
+class Api:
+    """Keep-alive JSON client for the service under test."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        body: object = None,
+        raw: bytes | None = None,
+        content_type: str = "application/json",
+    ) -> tuple[int, object]:
+        data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+        headers = {"Content-Type": content_type} if data is not None else {}
+        try:
+            self.conn.request(method, path, body=data, headers=headers)
+            resp = self.conn.getresponse()
+        except (ConnectionError, http.client.HTTPException):
+            self.conn.close()
+            self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+            self.conn.request(method, path, body=data, headers=headers)
+            resp = self.conn.getresponse()
+        text = resp.read().decode()
+        try:
+            return resp.status, json.loads(text)
+        except json.JSONDecodeError:
+            return resp.status, text
+
+
+@pytest.fixture(scope="module")
+def registered(session_dir: Path):
+    return support.registered_platform(session_dir / "serving_platform")
+
+
+@pytest.fixture(scope="module")
+def api(registered, tmp_path_factory: pytest.TempPathFactory):
+    p, _, _ = registered
+    port = support.free_port()
+    env = support.service_env(p.data_dir, port)
+    env["ML_PLATFORM_MODEL_NAME"] = SVC_MODEL
+    log_path = tmp_path_factory.mktemp("svc") / "bentoml.log"
+    bentoml = Path(sys.executable).with_name("bentoml")
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            [str(bentoml), "serve", "ml_platform.serving.service:FraudDetector"],
+            cwd=PROJECT_DIR,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    client = Api(port)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(
+                    f"bentoml serve exited {proc.returncode}:\n{log_path.read_text()[-3000:]}"
+                )
+            try:
+                status, _ = client.call("GET", "/readyz")
+                if status == 200:
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"service not ready in 120 s:\n{log_path.read_text()[-3000:]}")
+            time.sleep(0.25)
+        yield client
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+
+
+def _tx_json(row: pd.Series) -> dict:
+    return {
+        "transaction_id": int(row["transaction_id"]),
+        "tx_datetime": row["tx_datetime"].isoformat(),
+        "customer_id": int(row["customer_id"]),
+        "terminal_id": int(row["terminal_id"]),
+        "tx_amount": float(row["tx_amount"]),
+    }
+
+
+GOOD = {
+    "transaction_id": 1,
+    "tx_datetime": "2025-05-15T10:00:00",
+    "customer_id": 1,
+    "terminal_id": 2,
+    "tx_amount": 10.0,
+}
+
+
+def test_no_champion_answers_503_and_service_stays_up(api: Api) -> None:
+    status, body = api.call("POST", "/predict", GOOD)
+    assert status == 503
+    assert "no champion" in body["error"] and SVC_MODEL in body["error"]
+    status, body = api.call("POST", "/predict_batch", {"transactions": [GOOD]})
+    assert status == 503
+    status, body = api.call("GET", "/model")
+    assert status == 200 and body["champion"] is None
+    assert api.call("GET", "/readyz")[0] == 200
+
+
+@pytest.mark.parametrize(
+    ("kind", "path", "body", "field"),
+    [
+        (
+            "missing field",
+            "/predict",
+            {k: v for k, v in GOOD.items() if k != "customer_id"},
+            "customer_id",
+        ),
+        ("mistyped id", "/predict", {**GOOD, "terminal_id": "2"}, "terminal_id"),
+        ("negative amount", "/predict", {**GOOD, "tx_amount": -5}, "tx_amount"),
+        (
+            "non-finite amount",
+            "/predict",
+            b'{"transaction_id": 1, "tx_datetime": '
+            b'"2025-05-15T10:00:00", "customer_id": 1, "terminal_id": 2, "tx_amount": 1e999}',
+            "tx_amount",
+        ),
+        (
+            "unparseable datetime",
+            "/predict",
+            {**GOOD, "tx_datetime": "15/05/2025 10h"},
+            "tx_datetime",
+        ),
+        (
+            "date out of range",
+            "/predict",
+            {**GOOD, "tx_datetime": "1500-01-01T00:00:00"},
+            "tx_datetime",
+        ),
+        ("body not JSON", "/predict", b"this is not json", "json_invalid"),
+        ("oversized batch", "/predict_batch", {"transactions": [GOOD] * 51}, "transactions"),
+        ("empty batch", "/predict_batch", {"transactions": []}, "transactions"),
+        (
+            "bad batch item",
+            "/predict_batch",
+            {"transactions": [GOOD, {**GOOD, "tx_amount": "x"}]},
+            "tx_amount",
+        ),
+    ],
+)
+def test_bad_input_is_4xx_naming_the_field(
+    api: Api, kind: str, path: str, body: object, field: str
+) -> None:
+    raw = body if isinstance(body, bytes) else None
+    status, answer = api.call("POST", path, None if raw else body, raw=raw)
+    assert 400 <= status < 500, (kind, status, answer)
+    assert field in json.dumps(answer), (kind, answer)
+
+
+@pytest.fixture(scope="module")
+def served(api: Api, registered) -> tuple[str, str]:
+    """Champion and challenger registered AFTER start-up; the poller must find them."""
+    from ml_platform.training import registry
+
+    p, v1, v2 = registered
+    with support.platform_env(p.data_dir, model_name=SVC_MODEL):
+        champion = support.copy_version("fraud_detector", v1, SVC_MODEL)
+        registry.promote(champion, who="tests", why="service test")
+        challenger = support.copy_version("fraud_detector", v2, SVC_MODEL)
+        registry.set_alias("challenger", challenger, who="tests", why="shadow test")
+    deadline = time.monotonic() + 30
+    while True:  # no /reload: the alias poller (1 s in tests) picks them up
+        status, info = api.call("GET", "/model")
+        chall = info.get("challenger") or {}
+        if (info.get("champion") or {}).get("version") == champion and chall.get(
+            "version"
+        ) == challenger:
+            break
+        assert time.monotonic() < deadline, f"new champion not picked up: {info}"
+        time.sleep(0.2)
+    return champion, challenger
+
+
+def test_new_champion_served_without_restart(api: Api, served: tuple[str, str]) -> None:
+    champion, challenger = served
+    status, body = api.call("POST", "/reload")
+    assert status == 200 and body["serving"] == {"champion": champion, "challenger": challenger}
+    status, body = api.call("POST", "/predict", GOOD)
+    assert status == 200 and body["model_version"] == champion
+    assert body["model_name"] == SVC_MODEL
+
+
+def _load_online_store(p: support.Platform, day: date) -> None:
+    """Online state as the online_feature_store asset leaves it at the end of ``day - 1``,
+    plus the labels that mature during ``day`` (those of ``day - delay``)."""
+    from ml_platform.features.online import OnlineFeatureEngine
+    from ml_platform.features.stores.base import open_store
+    from ml_platform.settings import get_settings
+
+    tx = p.transactions
+    with support.platform_env(p.data_dir):
+        s = get_settings()
+        with open_store(s) as store:
+            history = tx[tx["tx_datetime"] < pd.Timestamp(day)]
+            store.load(history, pd.Timestamp(day) - pd.Timedelta(1, "ns"))
+            matured = tx[tx["tx_datetime"].dt.date == day - timedelta(days=s.label_delay_days)]
+            OnlineFeatureEngine(store, s.label_delay_days).record_labels(matured)
+
+
+@pytest.fixture(scope="module")
+def day_run(api: Api, served, registered) -> tuple[pd.DataFrame, list[dict], float]:
+    """Every transaction of DAY sent one by one, in event order."""
+    p, _, _ = registered
+    _load_online_store(p, DAY)
+    tx = p.transactions[p.transactions["tx_datetime"].dt.date == DAY]
+    tx = tx.sort_values(["tx_datetime", "transaction_id"]).reset_index(drop=True)
+    started = time.time()
+    answers = []
+    for _, row in tx.iterrows():
+        status, body = api.call("POST", "/predict", _tx_json(row))
+        assert status == 200, body
+        answers.append(body)
+    return tx, answers, started
+
+
+def test_predictions_equal_offline_scoring(day_run, served, registered) -> None:
+    """Same features (online engine vs batch engine) and same scores as offline."""
+    from ml_platform.features import FEATURE_COLUMNS
+
+    p, _, _ = registered
+    champion, _ = served
+    tx, answers, started = day_run
+    offline = p.features.set_index("transaction_id").loc[tx["transaction_id"]]
+    model = support.scoring_model(p, p.champion)
+    expected = model.score(offline[FEATURE_COLUMNS].to_numpy())
+    got = np.array([a["fraud_probability"] for a in answers])
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-9)
+    assert [a["transaction_id"] for a in answers] == tx["transaction_id"].tolist()
+    assert all(a["model_version"] == champion for a in answers)
+    assert [a["is_fraud"] for a in answers] == list(expected >= model.threshold)
+
+    log = _wait_for_log(prediction_log_path_for(p), started, len(tx), "champion")
+    log = log.set_index("transaction_id").loc[tx["transaction_id"]]
+    np.testing.assert_allclose(
+        log[FEATURE_COLUMNS].to_numpy(), offline[FEATURE_COLUMNS].to_numpy(), rtol=0, atol=1e-9
+    )
+    np.testing.assert_allclose(log["score"].to_numpy(), expected, rtol=0, atol=1e-12)
+    assert (log["latency_ms"] > 0).all() and (log["model_version"] == champion).all()
+
+
+def prediction_log_path_for(p: support.Platform) -> Path:
+    from ml_platform.serving.prediction_log import prediction_log_path
+
+    with support.platform_env(p.data_dir):
+        return prediction_log_path()
+
+
+def _wait_for_log(path: Path, since: float, n: int, role: str) -> pd.DataFrame:
+    from datetime import UTC, datetime
+
+    from ml_platform.serving.prediction_log import read_prediction_log
+
+    deadline = time.monotonic() + 15
+    while True:
+        log = read_prediction_log(path, since=datetime.fromtimestamp(since, UTC), role=role)
+        log = log[log["endpoint"] == "/predict"]
+        if len(log) >= n or time.monotonic() > deadline:
+            return log
+        time.sleep(0.1)
+
+
+def test_shadow_challenger_is_logged_never_returned(day_run, served, registered) -> None:
+    from ml_platform.features import FEATURE_COLUMNS
+
+    p, _, _ = registered
+    champion, challenger = served
+    tx, answers, started = day_run
+    assert {a["model_version"] for a in answers} == {champion}
+    shadow = _wait_for_log(prediction_log_path_for(p), started, len(tx), "shadow")
+    assert len(shadow) == len(tx)
+    assert (shadow["model_version"] == challenger).all()
+    expected = support.scoring_model(p, p.challenger).score(shadow[FEATURE_COLUMNS].to_numpy())
+    np.testing.assert_allclose(shadow["score"].to_numpy(), expected, rtol=0, atol=1e-12)
+
+
+def test_predict_batch_equals_predict(api: Api, day_run) -> None:
+    """A replayed batch (shuffled) gets the answers the one-by-one requests got."""
+    tx, answers, _ = day_run
+    rows = [_tx_json(r) for _, r in tx.head(30).iterrows()]
+    order = np.random.default_rng(0).permutation(len(rows))
+    status, body = api.call("POST", "/predict_batch", {"transactions": [rows[i] for i in order]})
+    assert status == 200, body
+    by_id = {a["transaction_id"]: a["fraud_probability"] for a in answers}
+    assert [b["transaction_id"] for b in body] == [rows[i]["transaction_id"] for i in order]
+    np.testing.assert_allclose(
+        [b["fraud_probability"] for b in body],
+        [by_id[b["transaction_id"]] for b in body],
+        rtol=0,
+        atol=1e-12,
+    )
+
+
+def test_echo_metrics_and_docs(api: Api) -> None:
+    status, body = api.call("POST", "/echo", GOOD)
+    assert status == 200 and body["transaction_id"] == 1
+    status, text = api.call("GET", "/metrics")
+    assert status == 200 and "bentoml_service_request" in text
+    assert api.call("GET", "/docs.json")[0] == 200
+    status, page = api.call("GET", "/")
+    assert status == 200 and "html" in str(page).lower()

@@ -1,0 +1,85 @@
+"""The retraining policy (shared by the sensor and the backtest): each rule and its reason."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+
+from ml_platform.monitoring.policy import MonitoringState, PolicyConfig, decide
+
+CFG = PolicyConfig(
+    drift_share_threshold=0.3,
+    performance_margin=0.05,
+    min_new_labeled_days=14,
+    min_days_between_retrains=3,
+)
+DAY = date(2025, 5, 10)
+
+
+def state(**kw) -> MonitoringState:
+    base = dict(as_of=DAY, drift_share=0.1, recent_ap=0.70, reference_ap=0.72, new_labeled_days=3)
+    return MonitoringState(**(base | kw))
+
+
+def test_quiet_day_skips_with_the_numbers_compared():
+    d = decide(state(), CFG)
+    assert (d.retrain, d.trigger) == (False, "none")
+    assert "drift share 0.100 <= 0.300" in d.reason
+    assert "labeled AP 0.700 vs reference 0.720" in d.reason
+    assert "3 new labeled day(s) < 14" in d.reason
+
+
+@pytest.mark.parametrize(
+    ("overrides", "trigger"),
+    [
+        ({"drift_share": 0.31}, "drift"),
+        ({"recent_ap": 0.60}, "performance"),
+        ({"new_labeled_days": 14}, "new_labels"),
+        ({"has_champion": False, "new_labeled_days": 5}, "no_champion"),
+    ],
+)
+def test_each_rule_triggers_a_retraining(overrides, trigger):
+    d = decide(state(**overrides), CFG)
+    assert d.retrain and d.trigger == trigger
+    assert DAY.isoformat() in d.reason
+
+
+def test_boundaries_are_strict_where_documented():
+    assert not decide(state(drift_share=0.3), CFG).retrain  # share must EXCEED the threshold
+    assert not decide(state(recent_ap=0.67), CFG).retrain  # drop 0.05 is not > margin
+    assert decide(state(recent_ap=0.669), CFG).trigger == "performance"
+    assert not decide(state(new_labeled_days=13), CFG).retrain
+
+
+def test_in_progress_run_blocks_everything():
+    d = decide(state(drift_share=0.9, retraining_in_progress=True), CFG)
+    assert (d.retrain, d.trigger) == (False, "in_progress")
+    assert "already in progress" in d.reason
+
+
+def test_cooldown_after_a_recent_trigger():
+    recent = decide(state(drift_share=0.9, last_retrain_day=date(2025, 5, 8)), CFG)
+    assert (recent.retrain, recent.trigger) == (False, "cooldown")
+    later = decide(state(drift_share=0.9, last_retrain_day=date(2025, 5, 7)), CFG)
+    assert later.retrain and later.trigger == "drift"
+
+
+def test_unmeasured_signals_never_trigger():
+    d = decide(state(drift_share=None, recent_ap=None, reference_ap=None), CFG)
+    assert not d.retrain
+    assert "n/a" in d.reason
+
+
+def test_no_champion_and_no_labels_skips():
+    d = decide(state(has_champion=False, new_labeled_days=0), CFG)
+    assert (d.retrain, d.trigger) == (False, "no_champion")
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("drift_share_threshold", 1.5), ("performance_margin", -0.1), ("min_new_labeled_days", 0)],
+)
+def test_bad_config_names_the_field(field, value):
+    with pytest.raises(ValueError, match=field):
+        PolicyConfig(**{field: value})
