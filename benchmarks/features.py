@@ -78,7 +78,16 @@ def pandas_reference(tx: pd.DataFrame, d: int = 7) -> pd.DataFrame:
             res = {}
             for f in feats:
                 w = f.window_days
-                if f.delayed:
+                if f.aggregate == "days_since_fraud":
+                    # newest known fraud at or before t - d, kept if inside (t-d-w, t-d]
+                    day = 86_400 * 10**9
+                    times = g["tx_datetime"].to_numpy("datetime64[ns]").view(np.int64)
+                    last = np.maximum.accumulate(np.where(g["tx_fraud"] == 1, times, -1))
+                    p = np.searchsorted(times, times - d * day, side="right")
+                    lf = np.where(p > 0, last[np.maximum(p - 1, 0)], -1)
+                    ok = (lf >= 0) & (lf > times - (d + w) * day)
+                    res[f.name] = np.where(ok, (times - lf) / day, float(d + w))
+                elif f.delayed:
                     n_dw = s["tx_fraud"].rolling(f"{d + w}D").count()
                     n_d = s["tx_fraud"].rolling(f"{d}D").count()
                     fr_dw = s["tx_fraud"].rolling(f"{d + w}D").sum()
@@ -86,6 +95,14 @@ def pandas_reference(tx: pd.DataFrame, d: int = 7) -> pd.DataFrame:
                     n = (n_dw - n_d).to_numpy()
                     if f.aggregate == "count":
                         res[f.name] = n
+                    elif f.aggregate == "fraud_count":
+                        res[f.name] = (fr_dw - fr_d).to_numpy()
+                    elif f.aggregate == "amount_ratio":
+                        am = s["tx_amount"]
+                        tot = (am.rolling(f"{d + w}D").sum() - am.rolling(f"{d}D").sum()).to_numpy()
+                        m = np.where(n > 0, tot / np.where(n > 0, n, 1), 0.0)
+                        a = am.to_numpy()
+                        res[f.name] = np.where(m != 0, a / np.where(m != 0, m, 1), 1.0)
                     else:
                         fr = (fr_dw - fr_d).to_numpy()
                         res[f.name] = np.where(n > 0, fr / np.where(n > 0, n, 1), 0.0)

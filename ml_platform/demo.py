@@ -28,12 +28,12 @@ def run_demo() -> int:
     timings: dict[str, float] = {}
     for job_name in ("spine_job", "training_features_job"):
         t = time.perf_counter()
-        run_job(defs, job_name, start=s.start_date, end=s.end_date)
+        run_job(defs, job_name, start=s.start_date, end=s.end_date, log_level="WARNING")
         timings[job_name] = time.perf_counter() - t
         print(f"  {job_name}: done in {timings[job_name]:.1f}s")
     # training (issue 4): train + register the challenger, then the promotion gate
     t = time.perf_counter()
-    run_job(defs, "training_job")
+    run_job(defs, "training_job", log_level="WARNING")
     print(f"  training_job: done in {time.perf_counter() - t:.1f}s")
 
     from ml_platform.summary import print_summary

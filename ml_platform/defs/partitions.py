@@ -22,4 +22,6 @@ daily_partitions = build_daily_partitions()
 
 def lookback_mapping(days: int) -> dg.TimeWindowPartitionMapping:
     """Read ``days`` earlier partitions as well as the current one (feature windows)."""
-    return dg.TimeWindowPartitionMapping(start_offset=-days, allow_nonexistent_upstream_partitions=True)
+    return dg.TimeWindowPartitionMapping(
+        start_offset=-days, allow_nonexistent_upstream_partitions=True
+    )

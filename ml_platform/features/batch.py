@@ -168,7 +168,7 @@ def build_features(transactions: pd.DataFrame, label_delay_days: int = 7) -> pd.
             count = end - start
             for j in cols:
                 values[ix.order, j] = _aggregate(
-                    FEATURES[j], ix, start, end, count, cs_amount, cs_fraud, amount, t
+                    FEATURES[j], ix, start, end, count, cs_amount, cs_fraud, amount, t, d
                 )
             del start, end, count
 
@@ -181,11 +181,25 @@ def build_features(transactions: pd.DataFrame, label_delay_days: int = 7) -> pd.
     return out
 
 
-def _aggregate(f, ix: _EntityIndex, start, end, count, cs_amount, cs_fraud, amount, t):
+def _aggregate(f, ix: _EntityIndex, start, end, count, cs_amount, cs_fraud, amount, t, d):
     """One feature's values in the entity's sorted order."""
     n = ix.n
     if f.aggregate == "count":
         return count
+    if f.aggregate == "fraud_count":
+        return cs_fraud[end] - cs_fraud[start]
+    if f.aggregate == "days_since_fraud":
+        # newest fraud at a sorted position < end: prefix maximum of the fraud positions
+        is_fraud = cs_fraud[1:] != cs_fraud[:-1]
+        last = np.maximum.accumulate(np.where(is_fraud, np.arange(n), -1))
+        idx = np.full(n, -1, dtype=np.int64)
+        has_rows = end > 0
+        idx[has_rows] = last[end[has_rows] - 1]
+        hit = idx >= start  # start is inside the entity, so a hit is the same entity
+        ts = t[ix.order]
+        out = np.full(n, float(d + f.window_days))
+        out[hit] = (ts[hit] - ts[idx[hit]]) / DAY_NS
+        return out
     if f.aggregate in ("mean_amount", "amount_ratio"):
         total = cs_amount[end] - cs_amount[start]
         mean = (total / np.maximum(count, 1)).astype(np.float64)

@@ -13,6 +13,10 @@ arrives later, so it is not yet known when the smaller one is scored.
   is the label delay (a label is known ``d`` days after its transaction, so labels of
   transactions at or before ``t - d`` are known at ``t``); every tie at ``t - d`` counts;
 - ``risk`` = frauds / count, 0 when the window is empty; ``mean_amount`` likewise 0;
+- ``fraud_count`` = known frauds in the delayed window (not diluted by the legitimate
+  transactions a terminal made before it was compromised);
+- ``days_since_fraud`` = ``(t - time of the newest fraud in the delayed window) / 1 day``,
+  ``d + w`` when the window holds no fraud (a recent known fraud = still compromised);
 - ``tx_during_night``: hour <= 6 (as the issue states); ``tx_during_weekend``: Sat or Sun.
 """
 
@@ -35,7 +39,12 @@ Aggregate = Literal[
     "risk",  # frauds / count in the window (0 when empty); needs a label delay
     "amount_ratio",  # tx_amount / mean amount of the window (1 when that mean is 0)
     "seconds_since_prev",  # seconds since the entity's previous transaction, capped at w
+    "fraud_count",  # known frauds in the window; needs a label delay
+    "days_since_fraud",  # days from t back to the newest known fraud in the window (d + w if none)
 ]
+
+#: Aggregates that read labels: only allowed on delayed windows.
+LABEL_AGGREGATES = ("risk", "fraud_count", "days_since_fraud")
 
 DAY_NS = 86_400 * 10**9
 NIGHT_LAST_HOUR = 6  # tx_during_night: hour <= 6
@@ -121,9 +130,32 @@ EXTRA: tuple[FeatureDef, ...] = (
         "customer fraud share in (t-d-30d, t-d]",
         delayed=True,
     ),
+    _customer(
+        "amount_ratio",
+        30,
+        "customer_id_amount_ratio_30day_delayed",
+        "tx_amount / customer mean amount in (t-d-30d, t-d] (a baseline that a card "
+        "compromised within the last d days has not yet inflated; 1 when empty)",
+        delayed=True,
+    ),
     _terminal("count", 60, "terminal_id_nb_tx_60day_window", "terminal tx in (t-d-60d, t-d]"),
     _terminal(
         "risk", 60, "terminal_id_risk_60day_window", "terminal fraud share in (t-d-60d, t-d]"
+    ),
+    *(
+        _terminal(
+            "fraud_count",
+            w,
+            f"terminal_id_nb_fraud_{w}day_window",
+            f"known terminal frauds in (t-d-{w}d, t-d]",
+        )
+        for w in (1, 7, 30)
+    ),
+    _terminal(
+        "days_since_fraud",
+        30,
+        "terminal_id_days_since_fraud",
+        "days since the terminal's newest known fraud in (t-d-30d, t-d]; d+30 if none",
     ),
 )
 
@@ -140,8 +172,11 @@ def _check() -> None:
         names.add(f.name)
         if f.entity is not None and (f.window_days is None or f.window_days < 1):
             raise ValueError(f"feature {f.name!r}: window_days must be >= 1")
-        if f.aggregate == "risk" and not f.delayed:
-            raise ValueError(f"feature {f.name!r}: risk needs a label delay (delayed=True)")
+        if f.aggregate in LABEL_AGGREGATES and not f.delayed:
+            raise ValueError(
+                f"feature {f.name!r}: {f.aggregate} reads labels, so it needs a label delay "
+                "(delayed=True)"
+            )
 
 
 _check()

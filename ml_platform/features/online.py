@@ -82,7 +82,8 @@ class OnlineFeatureEngine:
                 self._plan.append((j, f.aggregate, None, 0, 0, 0.0))
             elif f.delayed:
                 lo, hi = slot(f.entity, self.d + f.window_days), slot(f.entity, self.d)
-                self._plan.append((j, f.aggregate, f.entity, lo, hi, 0.0))
+                cap = float(self.d + f.window_days)  # days_since_fraud with no fraud
+                self._plan.append((j, f.aggregate, f.entity, lo, hi, cap))
             else:
                 cap = f.window_days * 86_400.0
                 self._plan.append(
@@ -114,7 +115,7 @@ class OnlineFeatureEngine:
             tie_sum = float(s.amounts[e0:][tie].sum()) if tie_n else 0.0
             cs_a = np.concatenate(([0.0], np.cumsum(s.amounts))).tolist()
             cs_f = np.concatenate(([0], np.cumsum(s.frauds))).tolist()
-            ctx[entity] = (times, pos, e0, tie_n, tie_sum, cs_a, cs_f)
+            ctx[entity] = (times, pos, e0, tie_n, tie_sum, cs_a, cs_f, s.frauds)
 
         out = np.empty(len(FEATURES), dtype=np.float64)
         for j, agg, entity, a, b, cap in self._plan:
@@ -125,7 +126,7 @@ class OnlineFeatureEngine:
             elif agg == "night":
                 out[j] = float((t % DAY_NS) // _HOUR_NS <= NIGHT_LAST_HOUR)
             else:
-                times, pos, e0, tie_n, tie_sum, cs_a, cs_f = ctx[entity]
+                times, pos, e0, tie_n, tie_sum, cs_a, cs_f, frauds = ctx[entity]
                 if b >= 0:  # delayed window (t - d - w, t - d]
                     lo, hi = pos[a], pos[b]
                     n = hi - lo
@@ -133,6 +134,14 @@ class OnlineFeatureEngine:
                         out[j] = n
                     elif agg == "risk":
                         out[j] = (cs_f[hi] - cs_f[lo]) / n if n else 0.0
+                    elif agg == "amount_ratio":
+                        mean = (cs_a[hi] - cs_a[lo]) / n if n else 0.0
+                        out[j] = amount / mean if mean != 0 else 1.0
+                    elif agg == "fraud_count":
+                        out[j] = cs_f[hi] - cs_f[lo]
+                    elif agg == "days_since_fraud":
+                        hits = np.flatnonzero(frauds[lo:hi])
+                        out[j] = (t - int(times[lo + hits[-1]])) / DAY_NS if len(hits) else cap
                     else:
                         out[j] = (cs_a[hi] - cs_a[lo]) / n if n else 0.0
                     continue

@@ -22,11 +22,13 @@ def run_monitoring_step(defs: Any, settings: Settings) -> dict[str, Any]:
         print("  monitoring: no batch predictions (no champion?), skipped")
         return {}
     t = time.perf_counter()
-    run_job(defs, "labeled_performance_job", start=s.start_date, end=s.end_date)
+    run_job(
+        defs, "labeled_performance_job", start=s.start_date, end=s.end_date, log_level="WARNING"
+    )
     t1 = time.perf_counter() - t
     start = max(s.start_date, s.end_date - timedelta(days=DRIFT_DAYS - 1))
     t = time.perf_counter()
-    run_job(defs, "monitoring_job", start=start, end=s.end_date)
+    run_job(defs, "monitoring_job", start=start, end=s.end_date, log_level="WARNING")
     t2 = time.perf_counter() - t
     drift = daily.read_drift_history(s)
     last = lake.read_partitions(s.lake_dir, "drift_report", [s.end_date], missing_ok=True)

@@ -21,7 +21,13 @@ def run_serving_step(defs: Any, settings: Settings) -> dict[str, Any]:
         print("  serving: no champion registered, batch predictions skipped")
         return {}
     t = time.perf_counter()
-    run_job(defs, "batch_scoring_job", start=settings.start_date, end=settings.end_date)
+    run_job(
+        defs,
+        "batch_scoring_job",
+        start=settings.start_date,
+        end=settings.end_date,
+        log_level="WARNING",
+    )
     keys = lake.list_partitions(settings.lake_dir, "batch_predictions")
     last = lake.read_partitions(settings.lake_dir, "batch_predictions", keys[-1:])
     print(

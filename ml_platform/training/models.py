@@ -34,7 +34,10 @@ LGBM_PARAMS: dict[str, Any] = {
     # sqrt class ratio (~10) cost 0.008 AP; early stopping uses average precision and the
     # alert threshold is the validation F1 optimum, both imbalance-aware.
     "scale_pos_weight": 3.0,
-    "max_bin": 255,
+    # 4095 bins, not 255: with 255 quantile bins the sparse tail of tx_amount falls into wide
+    # bins, so the exact "amount > 220" fraud rule of the data cannot be split on; on the 3
+    # validation folds AP went 0.687 (255) -> 0.700 (1023) -> 0.709 (4095) -> 0.709 (16383).
+    "max_bin": 4095,
     "verbose": -1,
     "seed": 7,
     "deterministic": True,

@@ -86,8 +86,13 @@ def reference_features(tx: pd.DataFrame, d: int) -> np.ndarray:
                 out[i, j] = amount[sel].mean() if n else 0.0
             elif f.aggregate == "risk":
                 out[i, j] = fraud[sel].mean() if n else 0.0
+            elif f.aggregate == "fraud_count":
+                out[i, j] = fraud[sel].sum()
+            elif f.aggregate == "days_since_fraud":
+                known = t[sel & (fraud == 1)]
+                out[i, j] = (t[i] - known.max()) / DAY_NS if len(known) else d + f.window_days
             elif f.aggregate == "amount_ratio":
-                m = amount[sel].mean()
+                m = amount[sel].mean() if n else 0.0
                 out[i, j] = amount[i] / m if m != 0 else 1.0
             elif f.aggregate == "seconds_since_prev":
                 prev = t[sel & (ids != ids[i])]
@@ -138,6 +143,13 @@ def test_known_values_by_hand() -> None:
     assert f.loc[4, "tx_during_night"] == 1  # hour 6 <= 6
     assert f.loc[1, "tx_during_weekend"] == 0  # 2025-04-01 is a Tuesday
     assert f.loc[3, "customer_id_seconds_since_prev_tx"] == 0.0
+    # tx 1's fraud is known from 04-08 05:00 on: counted, and exactly 7 days old for tx 2
+    assert f.loc[2, "terminal_id_nb_fraud_1day_window"] == 1
+    assert f.loc[2, "terminal_id_days_since_fraud"] == 7.0
+    assert f.loc[4, "terminal_id_nb_fraud_1day_window"] == 0  # outside (t-8d, t-7d]
+    assert f.loc[4, "terminal_id_nb_fraud_7day_window"] == 1
+    assert f.loc[4, "terminal_id_days_since_fraud"] == pytest.approx(8 + 119 / 1440)
+    assert f.loc[1, "terminal_id_days_since_fraud"] == 7 + 30  # no known fraud: d + w
 
 
 @settings(max_examples=40, deadline=None)
@@ -184,10 +196,16 @@ def test_labels_older_than_delay_do_matter() -> None:
             "tx_fraud": np.array([0, 0], dtype=np.int8),
         }
     )
-    before = build_features(tx).set_index("transaction_id").loc[2, "terminal_id_risk_7day_window"]
+    cols = [
+        "terminal_id_risk_7day_window",
+        "terminal_id_nb_fraud_7day_window",
+        "terminal_id_days_since_fraud",
+    ]
+    before = build_features(tx).set_index("transaction_id").loc[2, cols].tolist()
     tx.loc[0, "tx_fraud"] = 1
-    after = build_features(tx).set_index("transaction_id").loc[2, "terminal_id_risk_7day_window"]
-    assert (before, after) == (0.0, 1.0)
+    after = build_features(tx).set_index("transaction_id").loc[2, cols].tolist()
+    assert before == [0.0, 0.0, 37.0]
+    assert after == [1.0, 1.0, 8.0]
 
 
 def test_timezone_aware_input_is_utc() -> None:
