@@ -122,9 +122,7 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _check(self) -> Settings:
         if self.end_date < self.start_date:
-            raise ValueError(
-                f"end_date ({self.end_date}) is before start_date ({self.start_date})"
-            )
+            raise ValueError(f"end_date ({self.end_date}) is before start_date ({self.start_date})")
         if self.source == "files" and self.source_dir is None:
             raise ValueError("source_dir: required when source='files'")
         self.data_dir = self.data_dir.expanduser().resolve()

@@ -450,16 +450,7 @@ def set_alias(alias: str, version: str | int, *, who: str | None = None, why: st
         client.set_model_version_tag(
             s.model_name, previous, f"alias.{alias}.removed", f"{when} by {who}: {why[:500]}"
         )
-    event = {
-        "alias": alias,
-        "version": version,
-        "previous": previous,
-        "who": who,
-        "why": why[:500],
-        "when": when,
-    }
-    history = (alias_history() + [event])[-MAX_HISTORY:]
-    client.set_registered_model_tag(s.model_name, HISTORY_TAG, json.dumps(history))
+    _append_alias_history(client, alias, version, previous, who, why, when)
 
 
 def delete_alias(alias: str, *, who: str | None = None, why: str) -> None:
@@ -474,16 +465,23 @@ def delete_alias(alias: str, *, who: str | None = None, why: str) -> None:
     client.set_model_version_tag(
         s.model_name, version, f"alias.{alias}.removed", f"{when} by {who}: {why[:500]}"
     )
+    _append_alias_history(client, alias, None, version, who, why, when)
+
+
+def _append_alias_history(
+    client, alias: str, version: str | None, previous: str | None, who: str, why: str, when: str
+) -> None:
+    """Append one alias change to the registered model's bounded ``alias_history`` tag."""
     event = {
         "alias": alias,
-        "version": None,
-        "previous": version,
+        "version": version,
+        "previous": previous,
         "who": who,
         "why": why[:500],
         "when": when,
     }
     history = (alias_history() + [event])[-MAX_HISTORY:]
-    client.set_registered_model_tag(s.model_name, HISTORY_TAG, json.dumps(history))
+    client.set_registered_model_tag(get_settings().model_name, HISTORY_TAG, json.dumps(history))
 
 
 def _stack() -> list[str]:
