@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from datetime import date
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 FILE_NAME = "data.parquet"
@@ -63,6 +64,26 @@ def read_partitions(
         return pd.DataFrame()
     frames = [pd.read_parquet(p) for p in present]
     return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+
+
+def split_by_day(
+    df: pd.DataFrame, days: Iterable[date | str], column: str = "tx_datetime"
+) -> dict[str, pd.DataFrame]:
+    """``{YYYY-MM-DD: rows of that day}`` for ``days``, as a single-run backfill returns it.
+
+    Rows of other days are dropped, a day without rows gets an empty frame, and rows keep
+    their order within a day. Vectorised (datetime64 day numbers, one stable sort).
+    """
+    keys = [_iso(d) for d in days]
+    day = df[column].to_numpy(dtype="datetime64[ns]").astype("datetime64[D]")
+    order = np.argsort(day, kind="stable")
+    sorted_days = day[order]
+    out: dict[str, pd.DataFrame] = {}
+    for key in keys:
+        first = np.datetime64(key, "D")
+        lo, hi = np.searchsorted(sorted_days, [first, first + np.timedelta64(1, "D")])
+        out[key] = df.iloc[order[lo:hi]].reset_index(drop=True)
+    return out
 
 
 def list_partitions(lake_dir: Path, table: str) -> list[str]:

@@ -286,7 +286,7 @@ def _col(df: pd.DataFrame, name: str, n: int, dtype: str) -> Any:
     return np.full(n, np.datetime64("NaT") if dtype.startswith("datetime") else -1, dtype=dtype)
 
 
-def split_by_day(
+def score_by_day(
     features: pd.DataFrame, model: ScoringModel, days: Iterable[date | str]
 ) -> dict[str, pd.DataFrame]:
     """Score a feature table and split it into ``{YYYY-MM-DD: predictions}`` for ``days``.
@@ -302,8 +302,9 @@ def split_by_day(
     wanted = np.isin(day, np.array(keys, dtype="datetime64[D]"))
     preds = score_features(features.loc[wanted], model)
     preds = preds.sort_values([TX_DATETIME, TRANSACTION_ID], kind="stable", ignore_index=True)
-    by_day = preds[TX_DATETIME].to_numpy(dtype="datetime64[ns]").astype("datetime64[D]")
-    return {k: preds.loc[by_day == np.datetime64(k, "D")].reset_index(drop=True) for k in keys}
+    from ml_platform.data.lake import split_by_day
+
+    return split_by_day(preds, keys)
 
 
 def score_transactions(
@@ -313,13 +314,13 @@ def score_transactions(
     label_delay_days: int,
 ) -> dict[str, pd.DataFrame]:
     """End to end from validated transactions (look-back included): features, then scores
-    for ``days`` only (see :func:`split_by_day`). The batch asset reads the materialized
+    for ``days`` only (see :func:`score_by_day`). The batch asset reads the materialized
     ``transaction_features`` instead; this is the path when they are not materialized."""
     from ml_platform.features import FEATURE_COLUMNS, build_features
 
     keys = sorted({d if isinstance(d, str) else d.isoformat() for d in days})
     if transactions.empty:
-        return split_by_day(_empty_features(FEATURE_COLUMNS), model, keys)
+        return score_by_day(_empty_features(FEATURE_COLUMNS), model, keys)
     tx_day = transactions[TX_DATETIME].to_numpy(dtype="datetime64[ns]").astype("datetime64[D]")
     wanted = np.isin(tx_day, np.array(keys, dtype="datetime64[D]"))
     feats = build_features(transactions, label_delay_days=label_delay_days)
@@ -331,7 +332,7 @@ def score_transactions(
     sel = feats.iloc[pos].reset_index(drop=True)
     for c in (TX_DATETIME, CUSTOMER_ID, TERMINAL_ID):
         sel[c] = scored_tx[c].to_numpy()
-    return split_by_day(sel, model, keys)
+    return score_by_day(sel, model, keys)
 
 
 def _empty_features(columns: Sequence[str]) -> pd.DataFrame:

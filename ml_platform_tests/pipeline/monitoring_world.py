@@ -39,7 +39,7 @@ def build_world(settings, *, n_days: int = 36, drift_from: int = 30, n_logged: i
         PredictionLogWriter,
         prediction_log_path,
     )
-    from ml_platform.serving.scoring import load_model, split_by_day
+    from ml_platform.serving.scoring import load_model, score_by_day
     from ml_platform.training import registry
     from ml_platform.training.datasets import Windows, join_labels
     from ml_platform.training.models import train_candidates
@@ -90,7 +90,7 @@ def build_world(settings, *, n_days: int = 36, drift_from: int = 30, n_logged: i
     registry.promote(info.version, who="test", why="monitoring test champion")
     model = load_model("champion")
 
-    parts = split_by_day(feats, model, [d.isoformat() for d in days[20:]])
+    parts = score_by_day(feats, model, [d.isoformat() for d in days[20:]])
     for key, frame in parts.items():
         lake.write_partition(frame, s.lake_dir, "batch_predictions", key)
 

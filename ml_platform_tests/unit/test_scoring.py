@@ -112,12 +112,12 @@ def test_score_features_decisions_and_columns(platform: support.Platform) -> Non
 
 def test_score_transactions_end_to_end_equals_feature_table(platform: support.Platform) -> None:
     """From raw history (look-back) or from the feature table: the same predictions."""
-    from ml_platform.serving.scoring import score_transactions, split_by_day
+    from ml_platform.serving.scoring import score_by_day, score_transactions
 
     model = support.scoring_model(platform, platform.champion)
     days = ["2025-05-14", "2025-05-15"]
     a = score_transactions(platform.transactions, model, days, support.LABEL_DELAY)
-    b = split_by_day(platform.features, model, days)
+    b = score_by_day(platform.features, model, days)
     for d in days:
         assert len(a[d]) == (platform.transactions["tx_datetime"].dt.date.astype(str) == d).sum()
         pd.testing.assert_frame_equal(a[d], b[d])

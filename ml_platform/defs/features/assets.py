@@ -9,6 +9,7 @@ import time
 import dagster as dg
 import pandas as pd
 
+from ml_platform.data import lake
 from ml_platform.data.contract import CUSTOMER_ID, TERMINAL_ID, TRANSACTION_ID, TX_DATETIME
 from ml_platform.defs.partitions import daily_partitions, lookback_mapping
 from ml_platform.features import FEATURE_COLUMNS, FEATURE_VERSION, build_features, horizon_days
@@ -22,13 +23,6 @@ LOOKBACK_DAYS = horizon_days(get_settings().label_delay_days)
 
 def _lookback_in() -> dg.AssetIn:
     return dg.AssetIn("validated_transactions", partition_mapping=lookback_mapping(LOOKBACK_DAYS))
-
-
-def split_by_day(df: pd.DataFrame, keys: list[str]) -> dict[str, pd.DataFrame]:
-    """One DataFrame per partition key (ISO day of ``tx_datetime``); empty days stay empty."""
-    day = df[TX_DATETIME].dt.strftime("%Y-%m-%d")
-    groups = dict(tuple(df.groupby(day, sort=False))) if len(df) else {}
-    return {k: groups.get(k, df.iloc[:0]).reset_index(drop=True) for k in keys}
 
 
 @dg.asset(
@@ -57,8 +51,7 @@ def transaction_features(
     feats = build_features(tx, label_delay_days=s.label_delay_days)
     out = pd.concat([tx[KEY_COLUMNS[1:]].reset_index(drop=True), feats], axis=1)
     out = out[KEY_COLUMNS + FEATURE_COLUMNS]
-    in_range = out[TX_DATETIME].dt.strftime("%Y-%m-%d").isin(keys)
-    parts = split_by_day(out[in_range], keys)
+    parts = lake.split_by_day(out, keys)  # only the run's own days, look-back dropped
     context.add_output_metadata(
         {
             "feature_version": FEATURE_VERSION,

@@ -32,11 +32,11 @@ OWNERS = ["team:ml-platform"]
 def batch_predictions(
     context: dg.AssetExecutionContext, transaction_features: pd.DataFrame
 ) -> dict[str, pd.DataFrame]:
-    from ml_platform.serving.scoring import load_model, split_by_day
+    from ml_platform.serving.scoring import load_model, score_by_day
 
     t0 = time.perf_counter()
     model = load_model("champion")
-    parts = split_by_day(transaction_features, model, list(context.partition_keys))
+    parts = score_by_day(transaction_features, model, list(context.partition_keys))
     rows = sum(len(p) for p in parts.values())
     flagged = sum(int(p["is_fraud"].sum()) for p in parts.values())
     context.add_output_metadata(
