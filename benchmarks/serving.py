@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -50,21 +51,30 @@ def _post(conn: http.client.HTTPConnection, path: str, body: bytes) -> int:
     return resp.status
 
 
-def sequential(port: int, path: str, bodies: list[bytes], n: int) -> tuple[list[float], int]:
+def _request_loop(
+    port: int, path: str, bodies: list[bytes], offset: int, more: Callable[[int], bool]
+) -> tuple[list[float], int]:
+    """POST bodies over one keep-alive connection while ``more(requests_sent)``; a failed
+    request counts as an error and reconnects."""
     conn = _conn(port)
-    times, errors = [], 0
-    for i in range(n):
+    times, errors, sent = [], 0, 0
+    while more(sent):
         t = time.perf_counter()
         try:
-            ok = _post(conn, path, bodies[i % len(bodies)]) == 200
+            ok = _post(conn, path, bodies[(offset + sent) % len(bodies)]) == 200
         except (OSError, http.client.HTTPException):
             ok = False
             conn.close()
             conn = _conn(port)
         times.append(time.perf_counter() - t)
         errors += not ok
+        sent += 1
     conn.close()
     return times, errors
+
+
+def sequential(port: int, path: str, bodies: list[bytes], n: int) -> tuple[list[float], int]:
+    return _request_loop(port, path, bodies, 0, lambda sent: sent < n)
 
 
 def _client(args: tuple) -> tuple[list[float], int]:
@@ -72,21 +82,7 @@ def _client(args: tuple) -> tuple[list[float], int]:
     while time.time() < start_at:
         time.sleep(0.001)
     deadline = start_at + seconds
-    conn = _conn(port)
-    times, errors, i = [], 0, offset
-    while time.time() < deadline:
-        t = time.perf_counter()
-        try:
-            ok = _post(conn, path, bodies[i % len(bodies)]) == 200
-        except (OSError, http.client.HTTPException):
-            ok = False
-            conn.close()
-            conn = _conn(port)
-        times.append(time.perf_counter() - t)
-        errors += not ok
-        i += 1
-    conn.close()
-    return times, errors
+    return _request_loop(port, path, bodies, offset, lambda _: time.time() < deadline)
 
 
 def concurrent(port: int, path: str, bodies: list[bytes], clients: int, seconds: float) -> dict:
