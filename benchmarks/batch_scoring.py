@@ -134,8 +134,7 @@ def time_core(days: list[date], lookback: list[date]) -> dict:
     t_read = time.perf_counter()
     parts = score_transactions(tx, model, days, s.label_delay_days)
     t_score = time.perf_counter()
-    for key, df in parts.items():
-        lake.write_partition(df, s.lake_dir, "batch_predictions_core", key)
+    lake.write_partitions(parts, s.lake_dir, "batch_predictions_core")
     t_end = time.perf_counter()
     scored = sum(len(p) for p in parts.values())
     total = t_end - t0

@@ -38,10 +38,7 @@ class LakeIOManager(dg.ConfigurableIOManager):
                 f"got {type(obj).__name__}"
                 + (f" with keys {sorted(parts)[:3]}..." if isinstance(parts, dict) else "")
             )
-        rows = 0
-        for key in keys:
-            lake.write_partition(parts[key], root, table, key)
-            rows += len(parts[key])
+        rows = lake.write_partitions({k: parts[k] for k in keys}, root, table)
         context.add_output_metadata(
             {"dagster/row_count": rows, "partitions": len(keys), "path": str(root / table)}
         )

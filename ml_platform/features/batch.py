@@ -4,11 +4,17 @@ Per entity the rows are sorted by ``(entity, tx_datetime, transaction_id)`` (eve
 Each window edge becomes one ``searchsorted`` on a composite integer key
 ``entity_code * (U + 1) + time_rank`` (``time_rank`` = rank of the timestamp among the U
 distinct timestamps, so nanosecond timestamps stay exact and the key never overflows);
-counts, sums and fraud counts are then differences of prefix sums. Amount prefix sums run in
-80-bit extended precision so a window mean stays exact to ~1e-12 even at 1.7M rows.
+counts, sums and fraud counts are then differences of prefix sums. Amount prefix sums are
+*segmented* (they restart at every entity, 80-bit extended precision): a row's window mean
+depends on its own entity's earlier amounts only, so it is bit-identical whether or not other
+entities or later rows exist (the point-in-time property, exactly), and stays exact to
+~1e-12 however large the amounts elsewhere.
 Window-edge queries are issued in sorted order (cache-friendly binary searches); entities
 are processed one after the other and the output is one preallocated float64 block, so peak
 memory is the output plus one entity's few arrays of n. O(n log n), no per-group loop.
+``rows`` restricts the *output* to some rows (batch scoring wants a month, not its
+look-back): every row is still history, but windows are searched and aggregated only for
+the rows asked for.
 """
 
 from __future__ import annotations
@@ -61,7 +67,7 @@ def naive_utc(times: pd.Series) -> pd.Series:
 class _Events:
     """All rows in event order ``(tx_datetime, transaction_id)`` with dense time ranks."""
 
-    def __init__(self, t: np.ndarray, ids: np.ndarray):
+    def __init__(self, t: np.ndarray, ids: np.ndarray, wanted: np.ndarray):
         n = len(t)
         self.n = n
         self.order = np.lexsort((ids, t))
@@ -71,16 +77,22 @@ class _Events:
         self.utimes = self.sorted_t[new]
         self.rank = np.empty(n, dtype=np.int64)  # rank of each row's timestamp, input order
         self.rank[self.order] = np.cumsum(new) - 1
+        keep = wanted[self.order]
+        self.wanted_order = self.order[keep]  # the rows asked for, event order
+        self.wanted_t = self.sorted_t[keep]
         self._bounds: dict[int, np.ndarray] = {}
 
     def rank_after(self, offset_ns: int) -> np.ndarray:
-        """Per row (input order): rank of the first distinct time > t - offset.
+        """Per row (input order; filled for the wanted rows): rank of the first distinct
+        time > t - offset.
 
         The queries ``t - offset`` are sorted in event order, so the search is cache-friendly.
         """
         if offset_ns not in self._bounds:
-            r = np.empty(self.n, dtype=np.int32 if len(self.utimes) < 2**31 else np.int64)
-            r[self.order] = np.searchsorted(self.utimes, self.sorted_t - offset_ns, side="right")
+            r = np.zeros(self.n, dtype=np.int32 if len(self.utimes) < 2**31 else np.int64)
+            r[self.wanted_order] = np.searchsorted(
+                self.utimes, self.wanted_t - offset_ns, side="right"
+            )
             self._bounds[offset_ns] = r
         return self._bounds[offset_ns]
 
@@ -89,43 +101,89 @@ class _Events:
 
 
 class _EntityIndex:
-    """Rows of one entity in event order, with searchsorted window edges."""
+    """Rows of one entity in event order, with searchsorted window edges.
 
-    def __init__(self, entity: np.ndarray, ev: _Events):
+    Positions are in the entity-sorted order; ``out`` are the positions of the wanted rows
+    (increasing), and every per-row array handed to the aggregates is aligned with ``out``.
+    """
+
+    def __init__(self, entity: np.ndarray, ev: _Events, wanted: np.ndarray):
         # stable sort of the event order by entity = order by (entity, time, id)
         self.order = ev.order[np.argsort(entity[ev.order], kind="stable")]
         ent = entity[self.order]
-        code = np.zeros(len(ent), dtype=np.int64)
-        if len(ent):
+        n = len(ent)
+        code = np.zeros(n, dtype=np.int64)
+        if n:
             np.cumsum(ent[1:] != ent[:-1], out=code[1:])
         self.code = code
+        self.seg_start = np.flatnonzero(np.r_[True, code[1:] != code[:-1]]) if n else code
+        self.seg_len = np.diff(np.r_[self.seg_start, n])
         self.ev = ev
         self.stride = len(ev.utimes) + 1
         self.keys = code * self.stride + ev.rank[self.order]  # increasing
-        self.n = len(ent)
+        self.n = n
+        self.out = np.flatnonzero(wanted[self.order])
+        self.rows = self.order[self.out]  # input row of each wanted position
+        self.first = self.seg_start[code[self.out]]  # the entity's first position, per row
 
     def first_after(self, offset_ns: int) -> np.ndarray:
         """Sorted position of the entity's first row with time > t - offset (per row)."""
-        q = self.code * self.stride
-        q += self.ev.rank_after(offset_ns)[self.order]  # increasing queries
+        q = self.code[self.out] * self.stride
+        q += self.ev.rank_after(offset_ns)[self.rows]  # increasing queries
         return np.searchsorted(self.keys, q, side="left")
 
     def prefix(self, values: np.ndarray, dtype) -> np.ndarray:
-        """Prefix sums with a leading 0, in sorted order."""
+        """Prefix sums over all entities with a leading 0, in sorted order (exact integers)."""
         out = np.zeros(self.n + 1, dtype=dtype)
         np.cumsum(values[self.order].astype(dtype, copy=False), out=out[1:])
         return out
 
+    def segmented_cumsum(self, values: np.ndarray, dtype) -> np.ndarray:
+        """Inclusive running sums that restart at every entity, in sorted order.
 
-def build_features(transactions: pd.DataFrame, label_delay_days: int = 7) -> pd.DataFrame:
-    """Point-in-time features for every transaction: ``transaction_id`` + FEATURE_COLUMNS.
+        Entities are bucketed by length (powers of two) and each bucket is one padded 2-D
+        ``cumsum`` along its rows: O(n) work, at most ~2n padded cells, a few dozen buckets.
+        The additions are sequential per entity, so the result for a row does not depend on
+        any other entity or any later row.
+        """
+        v = values[self.order].astype(dtype, copy=False)
+        out = np.empty(self.n, dtype=dtype)
+        if not self.n:
+            return out
+        bucket = np.ceil(np.log2(self.seg_len)).astype(np.int64)
+        for b in np.unique(bucket):
+            segs = np.flatnonzero(bucket == b)
+            lens = self.seg_len[segs]
+            width = np.arange(int(lens.max()))
+            idx = self.seg_start[segs][:, None] + width
+            inside = width < lens[:, None]
+            block = np.where(inside, v[np.minimum(idx, self.n - 1)], 0)
+            np.cumsum(block, axis=1, out=block)
+            out[idx[inside]] = block[inside]
+        return out
 
-    Rows come back in the input order; every feature is float64 (as the online engine
-    returns them). ``tx_fraud`` is read only through delayed windows.
+    def window_sum(self, running: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
+        """Sum over sorted positions [start, end) of one entity, from segmented running sums."""
+        hi = np.where(end > start, running[np.maximum(end - 1, 0)], 0)
+        lo = np.where(start > self.first, running[np.maximum(start - 1, 0)], 0)
+        return hi - lo
+
+
+def build_features(
+    transactions: pd.DataFrame, label_delay_days: int = 7, *, rows: np.ndarray | None = None
+) -> pd.DataFrame:
+    """Point-in-time features: ``transaction_id`` + FEATURE_COLUMNS.
+
+    Every transaction is history; the output has one row per transaction, or only the rows
+    where the boolean mask ``rows`` is true, in the input order. Every feature is float64
+    (as the online engine returns them). ``tx_fraud`` is read only through delayed windows.
     """
     d = check_label_delay(label_delay_days)
     _check_input(transactions)
     n = len(transactions)
+    wanted = np.ones(n, dtype=bool) if rows is None else np.asarray(rows, dtype=bool)
+    if wanted.shape != (n,):
+        raise ValueError(f"rows: expected a boolean mask of {n} rows, got shape {wanted.shape}")
     t = naive_utc(transactions[TX_DATETIME]).to_numpy(dtype="datetime64[ns]").view(np.int64)
     ids = transactions[TRANSACTION_ID].to_numpy(np.int64)
     amount = transactions[TX_AMOUNT].to_numpy(np.float64)
@@ -136,23 +194,27 @@ def build_features(transactions: pd.DataFrame, label_delay_days: int = 7) -> pd.
         raise ValueError(f"{TX_FRAUD}: must be 0 or 1")
 
     # One float64 block, column-major, filled in place: no consolidation copy at the end.
-    values = np.empty((n, len(FEATURES)), dtype=np.float64, order="F")
-    ev = _Events(t, ids)
+    m = int(wanted.sum())
+    dest = np.cumsum(wanted) - 1  # output row of each wanted input row
+    values = np.empty((m, len(FEATURES)), dtype=np.float64, order="F")
+    ev = _Events(t, ids, wanted)
+    t_out = t[wanted]
     groups: dict[tuple, list[int]] = {}
     for j, f in enumerate(FEATURES):
         if f.aggregate == "value":
-            values[:, j] = amount
+            values[:, j] = amount[wanted]
         elif f.aggregate == "weekend":
-            values[:, j] = (t // DAY_NS + 3) % 7 >= 5  # 1970-01-01 was a Thursday
+            values[:, j] = (t_out // DAY_NS + 3) % 7 >= 5  # 1970-01-01 was a Thursday
         elif f.aggregate == "night":
-            values[:, j] = (t % DAY_NS) // _HOUR_NS <= NIGHT_LAST_HOUR
+            values[:, j] = (t_out % DAY_NS) // _HOUR_NS <= NIGHT_LAST_HOUR
         else:
             groups.setdefault((f.entity, f.window_days, f.delayed), []).append(j)
 
     def run_entity(entity: str) -> None:
-        ix = _EntityIndex(transactions[entity].to_numpy(np.int64), ev)
-        cs_amount = ix.prefix(amount, np.longdouble)  # extended precision: exact means
+        ix = _EntityIndex(transactions[entity].to_numpy(np.int64), ev, wanted)
+        running = ix.segmented_cumsum(amount, np.longdouble)  # extended precision: exact means
         cs_fraud = ix.prefix(fraud, np.int64)
+        at = dest[ix.rows]
         delay_end = None  # shared by every delayed window of the entity
         for (e, w, delayed), cols in groups.items():
             if e != entity:
@@ -164,11 +226,11 @@ def build_features(transactions: pd.DataFrame, label_delay_days: int = 7) -> pd.
                 end = delay_end
             else:
                 start = ix.first_after(w * DAY_NS)
-                end = np.arange(1, ix.n + 1, dtype=np.int64)  # up to the row, event order
+                end = ix.out + 1  # up to the row, event order
             count = end - start
             for j in cols:
-                values[ix.order, j] = _aggregate(
-                    FEATURES[j], ix, start, end, count, cs_amount, cs_fraud, amount, t, d
+                values[at, j] = _aggregate(
+                    FEATURES[j], ix, start, end, count, running, cs_fraud, amount, t, d
                 )
             del start, end, count
 
@@ -177,13 +239,13 @@ def build_features(transactions: pd.DataFrame, label_delay_days: int = 7) -> pd.
         run_entity(entity)
         ev.drop_bounds()
     out = pd.DataFrame(values, columns=FEATURE_COLUMNS, copy=False)
-    out.insert(0, TRANSACTION_ID, ids)
+    out.insert(0, TRANSACTION_ID, ids[wanted])
     return out
 
 
-def _aggregate(f, ix: _EntityIndex, start, end, count, cs_amount, cs_fraud, amount, t, d):
-    """One feature's values in the entity's sorted order."""
-    n = ix.n
+def _aggregate(f, ix: _EntityIndex, start, end, count, running, cs_fraud, amount, t, d):
+    """One feature's values for the wanted rows (aligned with ``ix.out``)."""
+    m = len(ix.out)
     if f.aggregate == "count":
         return count
     if f.aggregate == "fraud_count":
@@ -191,30 +253,29 @@ def _aggregate(f, ix: _EntityIndex, start, end, count, cs_amount, cs_fraud, amou
     if f.aggregate == "days_since_fraud":
         # newest fraud at a sorted position < end: prefix maximum of the fraud positions
         is_fraud = cs_fraud[1:] != cs_fraud[:-1]
-        last = np.maximum.accumulate(np.where(is_fraud, np.arange(n), -1))
-        idx = np.full(n, -1, dtype=np.int64)
+        last = np.maximum.accumulate(np.where(is_fraud, np.arange(ix.n), -1))
+        idx = np.full(m, -1, dtype=np.int64)
         has_rows = end > 0
         idx[has_rows] = last[end[has_rows] - 1]
         hit = idx >= start  # start is inside the entity, so a hit is the same entity
-        ts = t[ix.order]
-        out = np.full(n, float(d + f.window_days))
-        out[hit] = (ts[hit] - ts[idx[hit]]) / DAY_NS
+        out = np.full(m, float(d + f.window_days))
+        out[hit] = (t[ix.rows[hit]] - t[ix.order[idx[hit]]]) / DAY_NS
         return out
     if f.aggregate in ("mean_amount", "amount_ratio"):
-        total = cs_amount[end] - cs_amount[start]
+        total = ix.window_sum(running, start, end)
         mean = (total / np.maximum(count, 1)).astype(np.float64)
         mean[count == 0] = 0.0
         if f.aggregate == "mean_amount":
             return mean
-        return np.divide(amount[ix.order], mean, out=np.ones(n), where=mean != 0)
+        return np.divide(amount[ix.rows], mean, out=np.ones(m), where=mean != 0)
     if f.aggregate == "risk":
         frauds = cs_fraud[end] - cs_fraud[start]
-        return np.divide(frauds, count, out=np.zeros(n), where=count > 0)
+        return np.divide(frauds, count, out=np.zeros(m), where=count > 0)
     if f.aggregate == "seconds_since_prev":
         cap = f.window_days * 86_400.0
-        ts = t[ix.order]
-        gap = np.full(n, cap)
-        same = ix.code[1:] == ix.code[:-1]
-        gap[1:][same] = (ts[1:][same] - ts[:-1][same]) / 1e9
+        gap = np.full(m, cap)
+        same = ix.out > ix.first  # the entity has an earlier row
+        prev = ix.order[ix.out[same] - 1]
+        gap[same] = (t[ix.rows[same]] - t[prev]) / 1e9
         return np.minimum(gap, cap)  # a previous tx w days back or more is outside the window
     raise ValueError(f"feature {f.name!r}: unknown aggregate {f.aggregate!r}")

@@ -295,16 +295,23 @@ def score_by_day(
     and rows are sorted by ``tx_datetime, transaction_id`` so a re-run writes identical
     files.
     """
+    from ml_platform.data.lake import on_days, split_by_day
+
     keys = sorted({d if isinstance(d, str) else d.isoformat() for d in days})
     if TX_DATETIME not in features.columns:
         raise ValueError(f"features: missing column {TX_DATETIME!r} (needed to split by day)")
-    day = features[TX_DATETIME].to_numpy(dtype="datetime64[ns]").astype("datetime64[D]")
-    wanted = np.isin(day, np.array(keys, dtype="datetime64[D]"))
-    preds = score_features(features.loc[wanted], model)
-    preds = preds.sort_values([TX_DATETIME, TRANSACTION_ID], kind="stable", ignore_index=True)
-    from ml_platform.data.lake import split_by_day
-
+    wanted = on_days(features, keys)
+    preds = score_features(features if wanted.all() else features.loc[wanted], model)
+    if not _in_event_order(preds):
+        preds = preds.sort_values([TX_DATETIME, TRANSACTION_ID], kind="stable", ignore_index=True)
     return split_by_day(preds, keys)
+
+
+def _in_event_order(df: pd.DataFrame) -> bool:
+    """Already sorted by ``tx_datetime, transaction_id`` (a lake read usually is)?"""
+    t = df[TX_DATETIME].to_numpy(dtype="datetime64[ns]").view(np.int64)
+    ids = df[TRANSACTION_ID].to_numpy()
+    return bool(np.all((t[1:] > t[:-1]) | ((t[1:] == t[:-1]) & (ids[1:] >= ids[:-1]))))
 
 
 def score_transactions(
@@ -316,23 +323,17 @@ def score_transactions(
     """End to end from validated transactions (look-back included): features, then scores
     for ``days`` only (see :func:`score_by_day`). The batch asset reads the materialized
     ``transaction_features`` instead; this is the path when they are not materialized."""
+    from ml_platform.data.lake import on_days
     from ml_platform.features import FEATURE_COLUMNS, build_features
 
     keys = sorted({d if isinstance(d, str) else d.isoformat() for d in days})
     if transactions.empty:
         return score_by_day(_empty_features(FEATURE_COLUMNS), model, keys)
-    tx_day = transactions[TX_DATETIME].to_numpy(dtype="datetime64[ns]").astype("datetime64[D]")
-    wanted = np.isin(tx_day, np.array(keys, dtype="datetime64[D]"))
-    feats = build_features(transactions, label_delay_days=label_delay_days)
-    # align the feature rows with the transactions they belong to (engine order is its own)
-    scored_tx = transactions.loc[wanted].reset_index(drop=True)
-    pos = pd.Index(feats[TRANSACTION_ID].to_numpy()).get_indexer(scored_tx[TRANSACTION_ID])
-    if (pos < 0).any():
-        raise ValueError("features: build_features dropped some transactions of the scored days")
-    sel = feats.iloc[pos].reset_index(drop=True)
-    for c in (TX_DATETIME, CUSTOMER_ID, TERMINAL_ID):
-        sel[c] = scored_tx[c].to_numpy()
-    return score_by_day(sel, model, keys)
+    wanted = on_days(transactions, keys)  # the look-back is history only
+    feats = build_features(transactions, label_delay_days=label_delay_days, rows=wanted)
+    for c in (TX_DATETIME, CUSTOMER_ID, TERMINAL_ID):  # rows come back in the input order
+        feats[c] = transactions[c].to_numpy()[wanted]
+    return score_by_day(feats, model, keys)
 
 
 def _empty_features(columns: Sequence[str]) -> pd.DataFrame:

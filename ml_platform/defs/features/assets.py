@@ -48,10 +48,11 @@ def transaction_features(
     keys = list(context.partition_keys)
     if tx.empty:
         return {k: pd.DataFrame(columns=KEY_COLUMNS + FEATURE_COLUMNS) for k in keys}
-    feats = build_features(tx, label_delay_days=s.label_delay_days)
-    out = pd.concat([tx[KEY_COLUMNS[1:]].reset_index(drop=True), feats], axis=1)
-    out = out[KEY_COLUMNS + FEATURE_COLUMNS]
-    parts = lake.split_by_day(out, keys)  # only the run's own days, look-back dropped
+    own = lake.on_days(tx, keys)  # the look-back is history only: no features computed for it
+    out = build_features(tx, label_delay_days=s.label_delay_days, rows=own)
+    for i, col in enumerate(KEY_COLUMNS[1:], start=1):
+        out.insert(i, col, tx[col].to_numpy()[own])
+    parts = lake.split_by_day(out, keys)
     context.add_output_metadata(
         {
             "feature_version": FEATURE_VERSION,
