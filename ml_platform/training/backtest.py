@@ -37,6 +37,14 @@ from ml_platform.training import datasets, metrics
 OUT_SUFFIXES = (".parquet", ".csv")
 #: Rounds when no earlier data allows validation (the median of the validated runs).
 FALLBACK_ROUNDS = 100
+#: Window errors name the command-line flags.
+CLI_NAMES = {
+    "train_start": "--train-start",
+    "train_end": "--train-end",
+    "valid_start": "--test-start",
+    "valid_end": "--test-end",
+    "label_delay": "--label-delay",
+}
 
 
 @dataclass(frozen=True)
@@ -58,23 +66,9 @@ def validate_args(a: BacktestArgs) -> None:
     """Raise ValueError naming the offending argument."""
     if a.label_delay < 1:
         raise ValueError(f"--label-delay: must be >= 1, got {a.label_delay}")
-    if a.train_end < a.train_start:
-        raise ValueError(f"--train-end: {a.train_end} is before --train-start {a.train_start}")
-    if a.test_end < a.test_start:
-        raise ValueError(f"--test-end: {a.test_end} is before --test-start {a.test_start}")
-    if a.test_start <= a.train_end:
-        raise ValueError(
-            f"--test-start: the test window {a.test_start}..{a.test_end} overlaps the training "
-            f"window {a.train_start}..{a.train_end}"
-        )
-    gap = (a.test_start - a.train_end).days - 1
-    if gap < a.label_delay:
-        raise ValueError(
-            f"--test-start: {a.test_start} is {gap} day(s) after --train-end {a.train_end}; "
-            f"the last training labels mature only after --label-delay {a.label_delay} days, "
-            f"so the test window may start {a.train_end + timedelta(days=a.label_delay + 1)} "
-            "at the earliest"
-        )
+    datasets.check_windows(
+        a.train_start, a.train_end, a.test_start, a.test_end, a.label_delay, CLI_NAMES
+    )
     if a.out.suffix.lower() not in OUT_SUFFIXES:
         raise ValueError(f"--out: {a.out} must end in .parquet or .csv")
     if not a.source.is_dir():

@@ -54,25 +54,9 @@ class Windows:
     def __post_init__(self) -> None:
         if self.label_delay < 0:
             raise ValueError(f"label_delay: must be >= 0, got {self.label_delay}")
-        if self.train_end < self.train_start:
-            raise ValueError(
-                f"train_end: {self.train_end} is before train_start {self.train_start}"
-            )
-        if self.valid_end < self.valid_start:
-            raise ValueError(
-                f"valid_end: {self.valid_end} is before valid_start {self.valid_start}"
-            )
-        if self.valid_start <= self.train_end:
-            raise ValueError(
-                f"valid_start: {self.valid_start} overlaps the training window "
-                f"({self.train_start}..{self.train_end})"
-            )
-        gap = (self.valid_start - self.train_end).days - 1
-        if gap < self.label_delay:
-            raise ValueError(
-                f"valid_start: {self.valid_start} leaves {gap} day(s) after train_end "
-                f"{self.train_end}; the label delay needs {self.label_delay}"
-            )
+        check_windows(
+            self.train_start, self.train_end, self.valid_start, self.valid_end, self.label_delay
+        )
 
     @property
     def train_days(self) -> list[date]:
@@ -84,6 +68,50 @@ class Windows:
 
     def as_dict(self) -> dict[str, str | int]:
         return {k: (v.isoformat() if isinstance(v, date) else v) for k, v in asdict(self).items()}
+
+
+#: How ``check_windows`` names each bound in its errors (the dataclass field names).
+FIELD_NAMES = {
+    "train_start": "train_start",
+    "train_end": "train_end",
+    "valid_start": "valid_start",
+    "valid_end": "valid_end",
+    "label_delay": "label_delay",
+}
+
+
+def check_windows(
+    train_start: date,
+    train_end: date,
+    valid_start: date,
+    valid_end: date,
+    label_delay: int,
+    names: dict[str, str] = FIELD_NAMES,
+) -> None:
+    """Raise ValueError naming the offending bound (as ``names`` calls it: a field or a CLI
+    flag) unless both windows are ordered and the later one starts after the label delay."""
+    n = names
+    if train_end < train_start:
+        raise ValueError(
+            f"{n['train_end']}: {train_end} is before {n['train_start']} {train_start}"
+        )
+    if valid_end < valid_start:
+        raise ValueError(
+            f"{n['valid_end']}: {valid_end} is before {n['valid_start']} {valid_start}"
+        )
+    if valid_start <= train_end:
+        raise ValueError(
+            f"{n['valid_start']}: the window {valid_start}..{valid_end} overlaps the training "
+            f"window {train_start}..{train_end}"
+        )
+    gap = (valid_start - train_end).days - 1
+    if gap < label_delay:
+        raise ValueError(
+            f"{n['valid_start']}: {valid_start} is {gap} day(s) after {n['train_end']} "
+            f"{train_end}; the last training labels mature only after the label delay "
+            f"({n['label_delay']} {label_delay} days), so the window may start "
+            f"{train_end + timedelta(days=label_delay + 1)} at the earliest"
+        )
 
 
 def platform_windows(as_of: date, train_days: int, valid_days: int, label_delay: int) -> Windows:

@@ -19,6 +19,7 @@ from datetime import date
 
 import dagster as dg
 
+from ml_platform.defs.metadata import finite_or_none
 from ml_platform.settings import get_settings
 
 TRAINING_JOB = "training_job"
@@ -66,7 +67,7 @@ def gather_state(instance: dg.DagsterInstance, last_retrain_day: date | None):
         )
     valid_end = _window_end(info.tags.get("valid_window", ""))
     new_days = max(0, (labeled_until - valid_end).days) if valid_end else 0
-    reference = _float(info.tags.get("valid_average_precision"))
+    reference = finite_or_none(info.tags.get("valid_average_precision"))
     recent = None
     perf = read_performance(s)
     if len(perf) and "trailing_average_precision" in perf.columns:
@@ -75,7 +76,7 @@ def gather_state(instance: dg.DagsterInstance, last_retrain_day: date | None):
         ].sort_values("tx_date")
         full = mine[mine["trailing_days"] >= s.performance_window_days]
         if len(full):
-            recent = _float(full["trailing_average_precision"].iloc[-1])
+            recent = finite_or_none(full["trailing_average_precision"].iloc[-1])
             extra["performance_day"] = str(full["tx_date"].iloc[-1])
     extra["champion_version"] = str(info.version)
     return MonitoringState(
@@ -105,14 +106,6 @@ def _window_end(window: str) -> date | None:
         return date.fromisoformat(window.split("..")[1])
     except (IndexError, ValueError):
         return None
-
-
-def _float(value) -> float | None:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        return None
-    return None if v != v else v
 
 
 def _lake_days(table: str) -> list[str]:

@@ -15,6 +15,7 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
+from ml_platform.defs.metadata import finite_or_none
 from ml_platform.defs.partitions import daily_partitions
 from ml_platform.settings import get_settings
 
@@ -217,8 +218,10 @@ def model_performance(context: dg.AssetExecutionContext) -> pd.DataFrame:
         for _, r in last.iterrows():
             prefix = f"v{r['model_version']}_{r['source']}"
             meta[f"{prefix}_last_day"] = str(r["tx_date"])
-            meta[f"{prefix}_average_precision"] = _num(r["average_precision"])
-            meta[f"{prefix}_trailing_average_precision"] = _num(r["trailing_average_precision"])
+            meta[f"{prefix}_average_precision"] = finite_or_none(r["average_precision"], 4)
+            meta[f"{prefix}_trailing_average_precision"] = finite_or_none(
+                r["trailing_average_precision"], 4
+            )
         meta["latest_labeled_day"] = str(table["tx_date"].max())
         preview = table.sort_values("tx_date").tail(10).round(4).to_string(index=False)
         meta["preview"] = dg.MetadataValue.md(f"```\n{preview}\n```")
@@ -261,18 +264,10 @@ def monitoring_summary(context: dg.AssetExecutionContext) -> dg.MaterializeResul
                 f"![monitoring summary](data:image/png;base64,{image})"
             ),
             "summary_json": dg.MetadataValue.path(summary["json"]),
-            "latest_drift_share": _num(summary.get("latest_drift_share")),
-            "latest_average_precision": _num(summary.get("latest_average_precision")),
+            "latest_drift_share": finite_or_none(summary.get("latest_drift_share"), 4),
+            "latest_average_precision": finite_or_none(summary.get("latest_average_precision"), 4),
             "api": dg.MetadataValue.json(summary["api"]),
             "run_durations": dg.MetadataValue.json(summary["run_durations"]),
             "predictions": summary["n_predictions"],
         }
     )
-
-
-def _num(value) -> float | None:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        return None
-    return None if v != v else round(v, 4)
