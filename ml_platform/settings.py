@@ -65,6 +65,12 @@ class Settings(BaseSettings):
     online_store: Literal["sqlite", "redis"] = "sqlite"
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_prefix: str = "mlp"
+    redis_timeout_seconds: float = Field(
+        1.0,
+        gt=0,
+        description="Connect and read timeout of the online store's Redis client: a Redis "
+        "that hangs costs a request this long, then a 503 (never a hung worker).",
+    )
 
     # --- serving (BentoML API, prediction log, batch scoring, edge) ---------------------------
     serving_host: str = Field("127.0.0.1", description="Address `bentoml serve` binds to.")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import http.client
 import json
 import secrets
+import signal
 import sqlite3
 import threading
 import time
@@ -32,6 +33,7 @@ pytestmark = [pytest.mark.production, pytest.mark.slow]
 AS_OF = pd.Timestamp(datetime(2025, 5, 8, 23, 59, 59))
 MAX_BODY = 65_536
 N_LOAD = 10_000
+REDIS_TIMEOUT_S = 0.5  # short, so the hung-Redis test waits little
 
 
 @pytest.fixture(scope="module")
@@ -59,6 +61,7 @@ def api(platform, tmp_path_factory):
         "ML_PLATFORM_PROFILE": "embedded",
         "ML_PLATFORM_ONLINE_STORE": "redis",
         "ML_PLATFORM_REDIS_URL": redis_server.url,
+        "ML_PLATFORM_REDIS_TIMEOUT_SECONDS": str(REDIS_TIMEOUT_S),
         "ML_PLATFORM_API_TOKEN": token,
         "ML_PLATFORM_API_MAX_BODY_BYTES": str(MAX_BODY),
         "ML_PLATFORM_SERVING_WORKERS": "1",
@@ -250,3 +253,27 @@ def test_redis_outage_gives_503_then_recovers_by_itself(api, platform):
             assert status == 503, status
             assert time.monotonic() < deadline, "no recovery within 20 s of Redis coming back"
             time.sleep(0.2)
+
+
+def test_hung_redis_gives_503_after_the_timeout_then_recovers(api, platform):
+    """A Redis that accepts connections but never answers (the process is stopped, not
+    dead: the kernel still queues the bytes) costs a request the configured timeout, not a
+    hung worker."""
+    tx = _stream(platform, 1)[0] | {"transaction_id": 999_999_998}
+    with httpx.Client(base_url=api.url, headers=api.headers, timeout=30) as client:
+        assert client.post("/predict", json=tx).status_code == 200
+        api.redis.proc.send_signal(signal.SIGSTOP)
+        try:
+            t0 = time.perf_counter()
+            r = client.post("/predict", json=tx)
+            waited = time.perf_counter() - t0
+        finally:
+            api.redis.proc.send_signal(signal.SIGCONT)
+        assert r.status_code == 503, r.text
+        assert "Timeout" in r.json()["error"]
+        assert REDIS_TIMEOUT_S <= waited < REDIS_TIMEOUT_S + 2, f"answered after {waited:.2f}s"
+        deadline = time.monotonic() + 10
+        while (status := client.post("/predict", json=tx).status_code) != 200:
+            assert status == 503, status
+            assert time.monotonic() < deadline, "no recovery within 10 s of Redis resuming"
+            time.sleep(0.1)

@@ -170,7 +170,12 @@ def open_store(settings: object | None = None, label_delay_days: int | None = No
     if s.online_store == "redis":
         from ml_platform.features.stores.redis import RedisStore
 
-        return RedisStore(s.redis_url, prefix=f"{s.redis_prefix}:fs", label_delay_days=d)
+        return RedisStore(
+            s.redis_url,
+            prefix=f"{s.redis_prefix}:fs",
+            label_delay_days=d,
+            timeout_s=s.redis_timeout_seconds,
+        )
     from ml_platform.features.stores.sqlite import SQLiteStore
 
     return SQLiteStore(sqlite_path(s), label_delay_days=d)

@@ -40,14 +40,26 @@ def _us(ns: int) -> int:
 
 
 class RedisStore(OnlineStore):
-    """State in Redis under ``prefix`` (e.g. ``mlp:fs``); ``clear`` deletes only that prefix."""
+    """State in Redis under ``prefix`` (e.g. ``mlp:fs``); ``clear`` deletes only that prefix.
 
-    def __init__(self, url: str, prefix: str = "mlp:fs", label_delay_days: int = 7) -> None:
+    ``timeout_s`` bounds connecting and every reply: an unreachable or hung Redis raises
+    ``redis.TimeoutError`` / ``ConnectionError`` (the API turns them into a 503).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        prefix: str = "mlp:fs",
+        label_delay_days: int = 7,
+        timeout_s: float | None = 1.0,
+    ) -> None:
         import redis
 
         super().__init__(label_delay_days)
         self.prefix = prefix
-        self._r = redis.Redis.from_url(url)
+        self._r = redis.Redis.from_url(
+            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
+        )
         self._fetch = self._r.register_script(_FETCH_LUA)
         self.ttl_s = self.horizon_ns // 10**9 + _TTL_MARGIN_S
 
