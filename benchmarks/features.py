@@ -87,6 +87,29 @@ def pandas_reference(tx: pd.DataFrame, d: int = 7) -> pd.DataFrame:
                     lf = np.where(p > 0, last[np.maximum(p - 1, 0)], -1)
                     ok = (lf >= 0) & (lf > times - (d + w) * day)
                     res[f.name] = np.where(ok, (times - lf) / day, float(d + w))
+                elif f.aggregate in ("days_since_first_fraud", "fraud_share_since_first"):
+                    # oldest known fraud inside (t-d-w, t-d]: first fraud at or after its start
+                    day = 86_400 * 10**9
+                    times = g["tx_datetime"].to_numpy("datetime64[ns]").view(np.int64)
+                    is_fraud = g["tx_fraud"].to_numpy() == 1
+                    lo = np.searchsorted(times, times - (d + w) * day, side="right")
+                    hi = np.searchsorted(times, times - d * day, side="right")
+                    pos = np.where(is_fraud, np.arange(len(g)), len(g))
+                    nxt = np.append(np.minimum.accumulate(pos[::-1])[::-1], len(g))[lo]
+                    ok = nxt < hi
+                    if f.aggregate == "days_since_first_fraud":
+                        first_t = times[np.minimum(nxt, len(g) - 1)]
+                        res[f.name] = np.where(ok, (times - first_t) / day, float(d + w))
+                    else:
+                        cf = np.concatenate(([0], np.cumsum(is_fraud)))
+                        since = np.where(ok, hi - nxt, 1)
+                        res[f.name] = np.where(ok, (cf[hi] - cf[lo]) / since, 0.0)
+                elif f.aggregate == "fraud_mean_amount":
+                    fa = s["tx_amount"] * s["tx_fraud"]
+                    tot = (fa.rolling(f"{d + w}D").sum() - fa.rolling(f"{d}D").sum()).to_numpy()
+                    fr = s["tx_fraud"]
+                    k = (fr.rolling(f"{d + w}D").sum() - fr.rolling(f"{d}D").sum()).to_numpy()
+                    res[f.name] = np.where(k > 0, tot / np.where(k > 0, k, 1), 0.0)
                 elif f.delayed:
                     n_dw = s["tx_fraud"].rolling(f"{d + w}D").count()
                     n_d = s["tx_fraud"].rolling(f"{d}D").count()
@@ -103,9 +126,11 @@ def pandas_reference(tx: pd.DataFrame, d: int = 7) -> pd.DataFrame:
                         m = np.where(n > 0, tot / np.where(n > 0, n, 1), 0.0)
                         a = am.to_numpy()
                         res[f.name] = np.where(m != 0, a / np.where(m != 0, m, 1), 1.0)
-                    else:
+                    elif f.aggregate == "risk":
                         fr = (fr_dw - fr_d).to_numpy()
                         res[f.name] = np.where(n > 0, fr / np.where(n > 0, n, 1), 0.0)
+                    else:
+                        raise ValueError(f.aggregate)
                 elif f.aggregate == "count":
                     res[f.name] = s["tx_amount"].rolling(f"{w}D").count().to_numpy()
                 elif f.aggregate == "mean_amount":

@@ -210,9 +210,16 @@ def build_features(
         else:
             groups.setdefault((f.entity, f.window_days, f.delayed), []).append(j)
 
+    aggregates_of: dict[str, set[str]] = {}
+    for (e, _, _), cols in groups.items():
+        aggregates_of.setdefault(e, set()).update(FEATURES[j].aggregate for j in cols)
+
     def run_entity(entity: str) -> None:
         ix = _EntityIndex(transactions[entity].to_numpy(np.int64), ev, wanted)
-        running = ix.segmented_cumsum(amount, np.longdouble)  # extended precision: exact means
+        # running amount sums per entity, 80-bit: exact means (of frauds only, if needed)
+        sums = {"amount": ix.segmented_cumsum(amount, np.longdouble)}
+        if "fraud_mean_amount" in aggregates_of[entity]:
+            sums["fraud_amount"] = ix.segmented_cumsum(amount * (fraud != 0), np.longdouble)
         cs_fraud = ix.prefix(fraud, np.int64)
         at = dest[ix.rows]
         delay_end = None  # shared by every delayed window of the entity
@@ -230,7 +237,7 @@ def build_features(
             count = end - start
             for j in cols:
                 values[at, j] = _aggregate(
-                    FEATURES[j], ix, start, end, count, running, cs_fraud, amount, t, d
+                    FEATURES[j], ix, start, end, count, sums, cs_fraud, amount, t, d
                 )
             del start, end, count
 
@@ -243,7 +250,7 @@ def build_features(
     return out
 
 
-def _aggregate(f, ix: _EntityIndex, start, end, count, running, cs_fraud, amount, t, d):
+def _aggregate(f, ix: _EntityIndex, start, end, count, sums, cs_fraud, amount, t, d):
     """One feature's values for the wanted rows (aligned with ``ix.out``)."""
     m = len(ix.out)
     if f.aggregate == "count":
@@ -261,8 +268,26 @@ def _aggregate(f, ix: _EntityIndex, start, end, count, running, cs_fraud, amount
         out = np.full(m, float(d + f.window_days))
         out[hit] = (t[ix.rows[hit]] - t[ix.order[idx[hit]]]) / DAY_NS
         return out
+    if f.aggregate in ("days_since_first_fraud", "fraud_share_since_first"):
+        # oldest fraud at a sorted position >= start: suffix minimum of the fraud positions
+        is_fraud = cs_fraud[1:] != cs_fraud[:-1]
+        nxt = np.minimum.accumulate(np.where(is_fraud, np.arange(ix.n), ix.n)[::-1])[::-1]
+        idx = np.append(nxt, ix.n)[start]
+        hit = idx < end  # before the window's end, so inside the window (same entity)
+        if f.aggregate == "days_since_first_fraud":
+            out = np.full(m, float(d + f.window_days))
+            out[hit] = (t[ix.rows[hit]] - t[ix.order[idx[hit]]]) / DAY_NS
+            return out
+        out = np.zeros(m)
+        frauds = cs_fraud[end] - cs_fraud[start]
+        out[hit] = frauds[hit] / (end[hit] - idx[hit])
+        return out
+    if f.aggregate == "fraud_mean_amount":
+        frauds = cs_fraud[end] - cs_fraud[start]
+        total = ix.window_sum(sums["fraud_amount"], start, end).astype(np.float64)
+        return np.divide(total, frauds, out=np.zeros(m), where=frauds > 0)
     if f.aggregate in ("mean_amount", "amount_ratio"):
-        total = ix.window_sum(running, start, end)
+        total = ix.window_sum(sums["amount"], start, end)
         mean = (total / np.maximum(count, 1)).astype(np.float64)
         mean[count == 0] = 0.0
         if f.aggregate == "mean_amount":

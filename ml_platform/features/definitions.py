@@ -17,6 +17,12 @@ arrives later, so it is not yet known when the smaller one is scored.
   transactions a terminal made before it was compromised);
 - ``days_since_fraud`` = ``(t - time of the newest fraud in the delayed window) / 1 day``,
   ``d + w`` when the window holds no fraud (a recent known fraud = still compromised);
+- ``days_since_first_fraud`` = the same for the *oldest* fraud in the window: a compromise
+  lasts a limited spell, so the age of its first known fraud says how far into it we are;
+- ``fraud_share_since_first`` = frauds in the window / the entity's transactions from the
+  oldest of them up to ``t - d`` (0 when the window holds no fraud): how much of the traffic
+  since the compromise began was fraud, undiluted by the quiet weeks before it;
+- ``fraud_mean_amount`` = mean amount of the known frauds in the window (0 when none);
 - ``tx_during_night``: hour <= 6 (as the issue states); ``tx_during_weekend``: Sat or Sun.
 """
 
@@ -41,10 +47,20 @@ Aggregate = Literal[
     "seconds_since_prev",  # seconds since the entity's previous transaction, capped at w
     "fraud_count",  # known frauds in the window; needs a label delay
     "days_since_fraud",  # days from t back to the newest known fraud in the window (d + w if none)
+    "days_since_first_fraud",  # days from t back to the oldest known fraud in the window
+    "fraud_share_since_first",  # frauds / transactions since the window's oldest known fraud
+    "fraud_mean_amount",  # mean amount of the known frauds in the window (0 when none)
 ]
 
 #: Aggregates that read labels: only allowed on delayed windows.
-LABEL_AGGREGATES = ("risk", "fraud_count", "days_since_fraud")
+LABEL_AGGREGATES = (
+    "risk",
+    "fraud_count",
+    "days_since_fraud",
+    "days_since_first_fraud",
+    "fraud_share_since_first",
+    "fraud_mean_amount",
+)
 
 DAY_NS = 86_400 * 10**9
 NIGHT_LAST_HOUR = 6  # tx_during_night: hour <= 6
@@ -156,6 +172,29 @@ EXTRA: tuple[FeatureDef, ...] = (
         30,
         "terminal_id_days_since_fraud",
         "days since the terminal's newest known fraud in (t-d-30d, t-d]; d+30 if none",
+    ),
+    _terminal(
+        "days_since_first_fraud",
+        30,
+        "terminal_id_days_since_first_fraud",
+        "days since the terminal's oldest known fraud in (t-d-30d, t-d]; d+30 if none "
+        "(how long the compromise has been going on)",
+    ),
+    _terminal(
+        "fraud_share_since_first",
+        30,
+        "terminal_id_fraud_share_since_first_fraud",
+        "known frauds in (t-d-30d, t-d] / the terminal's tx from the oldest of them to t-d "
+        "(0 if none)",
+    ),
+    *(
+        _terminal(
+            "fraud_mean_amount",
+            w,
+            f"terminal_id_fraud_avg_amount_{w}day_window",
+            f"mean amount of the terminal's known frauds in (t-d-{w}d, t-d] (0 if none)",
+        )
+        for w in (7, 30)
     ),
 )
 

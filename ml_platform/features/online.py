@@ -115,7 +115,7 @@ class OnlineFeatureEngine:
             tie_sum = float(s.amounts[e0:][tie].sum()) if tie_n else 0.0
             cs_a = np.concatenate(([0.0], np.cumsum(s.amounts))).tolist()
             cs_f = np.concatenate(([0], np.cumsum(s.frauds))).tolist()
-            ctx[entity] = (times, pos, e0, tie_n, tie_sum, cs_a, cs_f, s.frauds)
+            ctx[entity] = (times, pos, e0, tie_n, tie_sum, cs_a, cs_f, s.frauds, s.amounts)
 
         out = np.empty(len(FEATURES), dtype=np.float64)
         for j, agg, entity, a, b, cap in self._plan:
@@ -126,7 +126,7 @@ class OnlineFeatureEngine:
             elif agg == "night":
                 out[j] = float((t % DAY_NS) // _HOUR_NS <= NIGHT_LAST_HOUR)
             else:
-                times, pos, e0, tie_n, tie_sum, cs_a, cs_f, frauds = ctx[entity]
+                times, pos, e0, tie_n, tie_sum, cs_a, cs_f, frauds, amounts = ctx[entity]
                 if b >= 0:  # delayed window (t - d - w, t - d]
                     lo, hi = pos[a], pos[b]
                     n = hi - lo
@@ -142,6 +142,16 @@ class OnlineFeatureEngine:
                     elif agg == "days_since_fraud":
                         hits = np.flatnonzero(frauds[lo:hi])
                         out[j] = (t - int(times[lo + hits[-1]])) / DAY_NS if len(hits) else cap
+                    elif agg == "days_since_first_fraud":
+                        hits = np.flatnonzero(frauds[lo:hi])
+                        out[j] = (t - int(times[lo + hits[0]])) / DAY_NS if len(hits) else cap
+                    elif agg == "fraud_share_since_first":
+                        hits = np.flatnonzero(frauds[lo:hi])
+                        out[j] = len(hits) / (n - hits[0]) if len(hits) else 0.0
+                    elif agg == "fraud_mean_amount":
+                        hit = frauds[lo:hi] != 0
+                        k = int(hit.sum())
+                        out[j] = float(amounts[lo:hi][hit].sum()) / k if k else 0.0
                     else:
                         out[j] = (cs_a[hi] - cs_a[lo]) / n if n else 0.0
                     continue

@@ -1,8 +1,10 @@
 """Run the ingestion job and SIGKILL this very process in the middle of a partition write.
 
-``python -m ml_platform_tests.production.crash_driver KILL_AT START END``: the KILL_AT-th
-Parquet write stops half-way (half the bytes on disk, as when a machine dies mid-write) and
-the process is killed with SIGKILL: no ``finally``, no ``except``, no atexit runs.
+``python -m ml_platform_tests.production.crash_driver KILL_IN START END``: the Parquet write
+whose path contains KILL_IN (e.g. ``validated_transactions/date=2025-04-02/``) stops half-way
+(half the bytes on disk, as when a machine dies mid-write) and the process is killed with
+SIGKILL: no ``finally``, no ``except``, no atexit runs. The lake writes a run's partitions
+from two threads, so the partition is chosen by path, not by the order of the writes.
 """
 
 from __future__ import annotations
@@ -16,19 +18,17 @@ import pandas as pd
 
 
 def main() -> None:
-    kill_at, start, end = int(sys.argv[1]), date.fromisoformat(sys.argv[2]), sys.argv[3]
+    kill_in, start, end = sys.argv[1], date.fromisoformat(sys.argv[2]), sys.argv[3]
     real = pd.DataFrame.to_parquet
-    calls = {"n": 0}
 
     def to_parquet_then_die(self, path, *args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] < kill_at:
+        if kill_in not in str(path):
             return real(self, path, *args, **kwargs)
         real(self, path, *args, **kwargs)
         size = os.path.getsize(path)
         with open(path, "r+b") as fh:
             fh.truncate(size // 2)
-        print(f"KILLING during write #{calls['n']} of {path}", flush=True)
+        print(f"KILLING during the write of {path}", flush=True)
         os.kill(os.getpid(), signal.SIGKILL)
 
     pd.DataFrame.to_parquet = to_parquet_then_die

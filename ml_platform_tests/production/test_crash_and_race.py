@@ -30,6 +30,7 @@ pytestmark = [pytest.mark.production, pytest.mark.slow]
 
 START, END = date(2025, 4, 1), date(2025, 4, 3)
 DAYS = [START + timedelta(days=i) for i in range((END - START).days + 1)]
+KILL_IN = "validated_transactions/date=2025-04-02/"  # the partition write to die in
 ROUNDS = 4
 
 
@@ -55,7 +56,8 @@ def test_sigkill_mid_partition_leaves_nothing_partial_and_rerun_is_identical(
     settings_env, tmp_path
 ):
     crashed, clean = tmp_path / "crashed", tmp_path / "clean"
-    # Writes: raw day 1-3 (#1-#3), validated day 1-3 (#4-#6): die inside validated day 2.
+    # Raw days 1-3 are written first (their own step), then validated days 1-3: die inside
+    # validated day 2.
     env = os.environ | {
         "ML_PLATFORM_DATA_DIR": str(crashed / "data"),
         "DAGSTER_HOME": str(tmp_path / "dagster_home"),
@@ -67,7 +69,7 @@ def test_sigkill_mid_partition_leaves_nothing_partial_and_rerun_is_identical(
             sys.executable,
             "-m",
             "ml_platform_tests.production.crash_driver",
-            "5",
+            KILL_IN,
             START.isoformat(),
             END.isoformat(),
         ],
@@ -78,17 +80,19 @@ def test_sigkill_mid_partition_leaves_nothing_partial_and_rerun_is_identical(
         timeout=300,
     )
     assert proc.returncode == -9, proc.stdout[-2000:] + proc.stderr[-2000:]
-    assert "KILLING during write #5" in proc.stdout
+    assert f"KILLING during the write of {crashed / 'data' / 'lake' / KILL_IN}" in proc.stdout
 
     lake_dir = crashed / "data" / "lake"
     table_dir = lake_dir / "validated_transactions"
     # the half-written bytes are on disk, but only as a hidden temp file...
     leftovers = list(table_dir.glob("date=2025-04-02/.*.tmp"))
     assert leftovers and leftovers[0].stat().st_size > 0
-    # ...never as a partition: not to the lake API, not to DuckDB/dbt's table glob
-    assert lake.list_partitions(lake_dir, "validated_transactions") == ["2025-04-01"]
-    assert glob.glob(lake.table_glob(lake_dir, "validated_transactions")) == [
-        str(lake.partition_path(lake_dir, "validated_transactions", "2025-04-01"))
+    # ...never as a partition: not to the lake API, not to DuckDB/dbt's table glob. Days 1
+    # and 3 are written by the other thread: each is there whole or not at all.
+    visible = lake.list_partitions(lake_dir, "validated_transactions")
+    assert "2025-04-02" not in visible and set(visible) <= {"2025-04-01", "2025-04-03"}
+    assert sorted(glob.glob(lake.table_glob(lake_dir, "validated_transactions"))) == [
+        str(lake.partition_path(lake_dir, "validated_transactions", d)) for d in visible
     ]
     assert lake.list_partitions(lake_dir, "raw_transactions") == [d.isoformat() for d in DAYS]
     for df in _table(crashed / "data", "validated_transactions").values():

@@ -39,12 +39,22 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-#: Tiny simulator scale and a week of partitions: enough for every page, fast to compute.
+#: A small simulator (~1,000 transactions and ~10 frauds a day) and a week of partitions:
+#: enough for every page and fast to compute. With a one-day label delay the week holds a
+#: 3-day training window, the gap and a 2-day validation window, each with frauds, so the
+#: population (``populate.py``) can train a champion. One LightGBM thread: it trains next to
+#: ``dagster dev`` and Chromium on two cores, where a second OpenMP thread only waits. The
+#: daemon evaluates the retraining sensor once at start-up and not again during a test.
 UI_SETTINGS = {
-    "ML_PLATFORM_SIM_N_CUSTOMERS": "100",
-    "ML_PLATFORM_SIM_N_TERMINALS": "200",
+    "ML_PLATFORM_SIM_N_CUSTOMERS": "500",
+    "ML_PLATFORM_SIM_N_TERMINALS": "1000",
     "ML_PLATFORM_START_DATE": "2025-04-01",
     "ML_PLATFORM_END_DATE": "2025-04-07",
+    "ML_PLATFORM_LABEL_DELAY_DAYS": "1",
+    "ML_PLATFORM_TRAIN_DAYS": "3",
+    "ML_PLATFORM_VALID_DAYS": "2",
+    "ML_PLATFORM_TRAIN_THREADS": "1",
+    "ML_PLATFORM_SENSOR_INTERVAL_SECONDS": "3600",
 }
 TELEMETRY_OFF = {
     "DO_NOT_TRACK": "true",
@@ -367,6 +377,109 @@ class DagsterDev:
                 return entry.get("intValue")
         return None
 
+    def latest_metadata(self, key: tuple[str, ...], partition: str | None = None) -> dict:
+        """Label -> value of the latest materialization's metadata (of ``partition``)."""
+        data = self.graphql(
+            """query($key: AssetKeyInput!, $p: [String!]) { assetOrError(assetKey: $key) {
+                ... on Asset { assetMaterializations(limit: 1, partitions: $p) {
+                    metadataEntries { __typename label
+                        ... on UrlMetadataEntry { url }
+                        ... on PathMetadataEntry { path }
+                        ... on TextMetadataEntry { text }
+                        ... on FloatMetadataEntry { floatValue }
+                        ... on IntMetadataEntry { intValue }
+                        ... on BoolMetadataEntry { boolValue } } } } } }""",
+            {"key": {"path": list(key)}, "p": [partition] if partition else None},
+        )["assetOrError"]
+        mats = data.get("assetMaterializations") or []
+        values: dict[str, Any] = {}
+        for entry in mats[0]["metadataEntries"] if mats else []:
+            fields = [v for k, v in entry.items() if k not in ("__typename", "label")]
+            values[entry["label"]] = fields[0] if fields else None
+        return values
+
+
+class Population:
+    """``populate.py`` in its own session: the champion and drift report of the platform.
+
+    Started next to ``dagster dev`` (same environment, same DAGSTER_HOME and data dir), it
+    prints one line per finished step to its log and its result as the last JSON line.
+    """
+
+    def __init__(self, env: dict[str, str], log_path: Path, *, sensor_url: str | None) -> None:
+        self.env = env
+        self.log_path = log_path
+        self.sensor_url = sensor_url
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> Population:
+        # Through the launcher too: interrupted by Linux if the test process dies.
+        cmd = [sys.executable, "-c", _LAUNCHER, sys.executable]
+        cmd += ["-m", "ml_platform_tests.ui.populate"]
+        if self.sensor_url:
+            cmd += ["--sensor-url", self.sensor_url]
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(
+                cmd,
+                cwd=PROJECT_DIR,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        return self
+
+    def log_tail(self, chars: int = 4000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
+
+    def wait_step(self, step: str, timeout: float) -> float:
+        """Block until the step ``step`` (e.g. ``ingest``) is done; return the seconds waited."""
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < timeout:
+            if f"step done: {step}" in self.log_tail(chars=1_000_000):
+                return time.monotonic() - t0
+            if self.proc is None or self.proc.poll() is not None:
+                raise RuntimeError(f"population ended before {step}:\n{self.log_tail()}")
+            time.sleep(0.2)
+        raise TimeoutError(f"population: {step} not done after {timeout:.0f}s")
+
+    def result(self, timeout: float) -> dict[str, Any]:
+        """Wait for the end and return the JSON result (seconds per step, champion...)."""
+        if self.proc is None:
+            raise RuntimeError("population not started")
+        try:
+            code = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise TimeoutError(f"population still running after {timeout:.0f}s") from None
+        if code != 0:
+            raise RuntimeError(f"population failed ({code}):\n{self.log_tail()}")
+        lines = [ln for ln in self.log_tail().splitlines() if ln.startswith("{")]
+        if not lines:
+            raise RuntimeError(f"population printed no result:\n{self.log_tail()}")
+        return json.loads(lines[-1])
+
+    def stop(self) -> None:
+        """Kill the population (and anything it spawned) if it is still running."""
+        if self.proc is None:
+            return
+        for pid in _session_members(self.proc.pid):
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self.proc.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while (left := _session_members(self.proc.pid)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if left:
+            raise RuntimeError(f"population left processes behind: {left}")
+
+    def alive(self) -> list[int]:
+        return _session_members(self.proc.pid) if self.proc else []
+
 
 @contextmanager
 def browser_page(width: int = 1440, height: int = 900) -> Iterator[Any]:
@@ -502,3 +615,43 @@ def read_automation_switches(
         states[(kind, name)] = state
     page.set_viewport_size({"width": 1440, "height": 900})
     return states
+
+
+def read_asset_metadata(
+    page: Any, base_url: str, asset: AssetInfo, keys: list[str]
+) -> dict[str, dict[str, str | None]]:
+    """Text and link target of each of ``keys`` in the "Metadata" table of the asset's
+    overview page (the latest materialization): ``{key: {"text": ..., "href": ...}}``."""
+    page.goto(base_url + asset.url_path)
+    page.get_by_text("Metadata", exact=True).first.wait_for()
+    shown: dict[str, dict[str, str | None]] = {}
+    for key in keys:
+        row = page.locator(f'xpath=//tr[td[1][normalize-space()="{key}"]]').first
+        row.wait_for()
+        value = row.locator("td").last
+        links = value.locator("a[href]")
+        shown[key] = {
+            "text": value.inner_text().strip(),
+            "href": links.first.get_attribute("href") if links.count() else None,
+        }
+    return shown
+
+
+def open_drift_report(page: Any, href: str, column: str | None = None) -> dict[str, str]:
+    """Open an Evidently drift report from the link the UI shows; return its headline, the
+    drift summary sentence and, if ``column`` is given, that column's row of the drift table.
+
+    Chromium refuses to follow a ``file://`` link from an ``http://`` page (a click does
+    nothing), so the link's target is opened the way a user pastes it into the address bar.
+    """
+    page.goto(href)
+    title = page.get_by_text(re.compile(r"^Dataset Drift$")).first
+    title.wait_for()
+    summary = page.get_by_text(re.compile(r"^Drift is (not )?detected for")).first
+    seen = {"title": title.inner_text().strip(), "summary": summary.inner_text().strip()}
+    if column is not None:
+        page.get_by_placeholder("Search").fill(column)  # the table shows 10 rows a page
+        row = page.locator("tr").filter(has=page.get_by_text(column, exact=True)).first
+        row.wait_for()
+        seen["row"] = " ".join(row.inner_text().split())
+    return seen

@@ -91,6 +91,20 @@ def reference_features(tx: pd.DataFrame, d: int) -> np.ndarray:
             elif f.aggregate == "days_since_fraud":
                 known = t[sel & (fraud == 1)]
                 out[i, j] = (t[i] - known.max()) / DAY_NS if len(known) else d + f.window_days
+            elif f.aggregate in ("days_since_first_fraud", "fraud_share_since_first"):
+                frauds = np.flatnonzero(sel & (fraud == 1))
+                if not len(frauds):
+                    out[i, j] = d + f.window_days if "days" in f.aggregate else 0.0
+                    continue
+                first = min(frauds, key=lambda k: (t[k], ids[k]))  # oldest in event order
+                if f.aggregate == "days_since_first_fraud":
+                    out[i, j] = (t[i] - t[first]) / DAY_NS
+                else:
+                    since = sel & ((t > t[first]) | ((t == t[first]) & (ids >= ids[first])))
+                    out[i, j] = len(frauds) / since.sum()
+            elif f.aggregate == "fraud_mean_amount":
+                hit = sel & (fraud == 1)
+                out[i, j] = amount[hit].mean() if hit.any() else 0.0
             elif f.aggregate == "amount_ratio":
                 m = amount[sel].mean() if n else 0.0
                 out[i, j] = amount[i] / m if m != 0 else 1.0
@@ -226,12 +240,15 @@ def test_labels_older_than_delay_do_matter() -> None:
         "terminal_id_risk_7day_window",
         "terminal_id_nb_fraud_7day_window",
         "terminal_id_days_since_fraud",
+        "terminal_id_days_since_first_fraud",
+        "terminal_id_fraud_share_since_first_fraud",
+        "terminal_id_fraud_avg_amount_7day_window",
     ]
     before = build_features(tx).set_index("transaction_id").loc[2, cols].tolist()
     tx.loc[0, "tx_fraud"] = 1
     after = build_features(tx).set_index("transaction_id").loc[2, cols].tolist()
-    assert before == [0.0, 0.0, 37.0]
-    assert after == [1.0, 1.0, 8.0]
+    assert before == [0.0, 0.0, 37.0, 37.0, 0.0, 0.0]
+    assert after == [1.0, 1.0, 8.0, 8.0, 1.0, 1.0]
 
 
 def test_timezone_aware_input_is_utc() -> None:
