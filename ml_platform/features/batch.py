@@ -39,6 +39,8 @@ from ml_platform.features.definitions import (
 )
 
 _HOUR_NS = 3600 * 10**9
+_CHUNK_CELLS = 1 << 20  # padded cells per cumsum block: bounds the temporary memory
+_CHUNK_ROWS = 1 << 18  # rows per extended-precision window-sum block
 INPUT_COLUMNS = (TRANSACTION_ID, TX_DATETIME, CUSTOMER_ID, TERMINAL_ID, TX_AMOUNT, TX_FRAUD)
 
 
@@ -64,40 +66,39 @@ def naive_utc(times: pd.Series) -> pd.Series:
     return times
 
 
+def _index_dtype(n: int) -> type:
+    """Positions fit in int32 below 2**31 rows: half the memory of int64 index arrays."""
+    return np.int32 if n < 2**31 - 1 else np.int64
+
+
 class _Events:
     """All rows in event order ``(tx_datetime, transaction_id)`` with dense time ranks."""
 
     def __init__(self, t: np.ndarray, ids: np.ndarray, wanted: np.ndarray):
         n = len(t)
         self.n = n
-        self.order = np.lexsort((ids, t))
-        self.sorted_t = t[self.order]
+        self.idx = _index_dtype(n)
+        self.order = np.lexsort((ids, t)).astype(self.idx)
+        sorted_t = t[self.order]
         new = np.ones(n, dtype=bool)
-        new[1:] = self.sorted_t[1:] != self.sorted_t[:-1]
-        self.utimes = self.sorted_t[new]
-        self.rank = np.empty(n, dtype=np.int64)  # rank of each row's timestamp, input order
+        new[1:] = sorted_t[1:] != sorted_t[:-1]
+        self.utimes = sorted_t[new]
+        self.rank = np.empty(n, dtype=self.idx)  # rank of each row's timestamp, input order
         self.rank[self.order] = np.cumsum(new) - 1
+        del new
         keep = wanted[self.order]
         self.wanted_order = self.order[keep]  # the rows asked for, event order
-        self.wanted_t = self.sorted_t[keep]
-        self._bounds: dict[int, np.ndarray] = {}
+        self.wanted_t = sorted_t if keep.all() else sorted_t[keep]
 
     def rank_after(self, offset_ns: int) -> np.ndarray:
         """Per row (input order; filled for the wanted rows): rank of the first distinct
-        time > t - offset.
+        time > t - offset. Not cached: each window edge is searched once per entity.
 
         The queries ``t - offset`` are sorted in event order, so the search is cache-friendly.
         """
-        if offset_ns not in self._bounds:
-            r = np.zeros(self.n, dtype=np.int32 if len(self.utimes) < 2**31 else np.int64)
-            r[self.wanted_order] = np.searchsorted(
-                self.utimes, self.wanted_t - offset_ns, side="right"
-            )
-            self._bounds[offset_ns] = r
-        return self._bounds[offset_ns]
-
-    def drop_bounds(self) -> None:
-        self._bounds.clear()
+        r = np.zeros(self.n, dtype=self.idx)
+        r[self.wanted_order] = np.searchsorted(self.utimes, self.wanted_t - offset_ns, "right")
+        return r
 
 
 class _EntityIndex:
@@ -109,28 +110,32 @@ class _EntityIndex:
 
     def __init__(self, entity: np.ndarray, ev: _Events, wanted: np.ndarray):
         # stable sort of the event order by entity = order by (entity, time, id)
+        idx = ev.idx
         self.order = ev.order[np.argsort(entity[ev.order], kind="stable")]
         ent = entity[self.order]
         n = len(ent)
-        code = np.zeros(n, dtype=np.int64)
+        code = np.zeros(n, dtype=idx)
         if n:
             np.cumsum(ent[1:] != ent[:-1], out=code[1:])
+        del ent
         self.code = code
         self.seg_start = np.flatnonzero(np.r_[True, code[1:] != code[:-1]]) if n else code
         self.seg_len = np.diff(np.r_[self.seg_start, n])
         self.ev = ev
         self.stride = len(ev.utimes) + 1
-        self.keys = code * self.stride + ev.rank[self.order]  # increasing
+        self.keys = code.astype(np.int64) * self.stride  # (entity, time rank): increasing
+        self.keys += ev.rank[self.order]
         self.n = n
-        self.out = np.flatnonzero(wanted[self.order])
+        self.out = np.flatnonzero(wanted[self.order]).astype(idx)
         self.rows = self.order[self.out]  # input row of each wanted position
-        self.first = self.seg_start[code[self.out]]  # the entity's first position, per row
+        self.out_code = code[self.out]  # entity number of each wanted row
+        self.first = self.seg_start[self.out_code].astype(idx)  # the entity's first position
 
     def first_after(self, offset_ns: int) -> np.ndarray:
         """Sorted position of the entity's first row with time > t - offset (per row)."""
-        q = self.code[self.out] * self.stride
+        q = self.out_code.astype(np.int64) * self.stride
         q += self.ev.rank_after(offset_ns)[self.rows]  # increasing queries
-        return np.searchsorted(self.keys, q, side="left")
+        return np.searchsorted(self.keys, q, side="left").astype(self.ev.idx)
 
     def prefix(self, values: np.ndarray, dtype) -> np.ndarray:
         """Prefix sums over all entities with a leading 0, in sorted order (exact integers)."""
@@ -138,35 +143,84 @@ class _EntityIndex:
         np.cumsum(values[self.order].astype(dtype, copy=False), out=out[1:])
         return out
 
-    def segmented_cumsum(self, values: np.ndarray, dtype) -> np.ndarray:
-        """Inclusive running sums that restart at every entity, in sorted order.
+    def segmented_prefix(self, values: np.ndarray, dtype) -> np.ndarray:
+        """Running sums that restart at every entity, with a leading 0 per entity.
 
-        Entities are bucketed by length (powers of two) and each bucket is one padded 2-D
-        ``cumsum`` along its rows: O(n) work, at most ~2n padded cells, a few dozen buckets.
-        The additions are sequential per entity, so the result for a row does not depend on
-        any other entity or any later row.
+        Entity ``k`` owns the slots ``seg_start[k] + k .. seg_start[k] + k + len[k]``: slot
+        ``p + code[p]`` holds the sum of the entity's rows before sorted position ``p``, so a
+        window ``[start, end)`` of a row is ``P[end + code] - P[start + code]``.
+        Entities are bucketed by length (powers of two), and each bucket is one padded 2-D
+        ``cumsum`` along its rows, in chunks of ~1M cells to bound memory: O(n) work. The
+        additions are sequential per entity, so a row's sums do not depend on any other
+        entity or any later row.
         """
         v = values[self.order].astype(dtype, copy=False)
-        out = np.empty(self.n, dtype=dtype)
+        n_seg = len(self.seg_start)
+        out = np.zeros(self.n + n_seg, dtype=dtype)
         if not self.n:
             return out
         bucket = np.ceil(np.log2(self.seg_len)).astype(np.int64)
         for b in np.unique(bucket):
-            segs = np.flatnonzero(bucket == b)
-            lens = self.seg_len[segs]
-            width = np.arange(int(lens.max()))
-            idx = self.seg_start[segs][:, None] + width
-            inside = width < lens[:, None]
-            block = np.where(inside, v[np.minimum(idx, self.n - 1)], 0)
-            np.cumsum(block, axis=1, out=block)
-            out[idx[inside]] = block[inside]
+            segs_b = np.flatnonzero(bucket == b)
+            width = np.arange(int(self.seg_len[segs_b].max()))
+            step = max(1, _CHUNK_CELLS // len(width))
+            for i in range(0, len(segs_b), step):
+                segs = segs_b[i : i + step]
+                idx = self.seg_start[segs][:, None] + width
+                inside = width < self.seg_len[segs][:, None]
+                block = np.where(inside, v[np.minimum(idx, self.n - 1)], 0)
+                np.cumsum(block, axis=1, out=block)
+                # position p of entity k goes to slot p + k + 1 (slot p + k stays the 0 before)
+                out[(idx + segs[:, None] + 1)[inside]] = block[inside]
         return out
 
-    def window_sum(self, running: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
-        """Sum over sorted positions [start, end) of one entity, from segmented running sums."""
-        hi = np.where(end > start, running[np.maximum(end - 1, 0)], 0)
-        lo = np.where(start > self.first, running[np.maximum(start - 1, 0)], 0)
-        return hi - lo
+    def window_sum(
+        self,
+        prefix: np.ndarray,
+        start: np.ndarray,
+        end: np.ndarray,
+        divide_by: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """float64 sum over sorted positions [start, end) of the row's entity (see
+        segmented_prefix), divided by ``max(divide_by, 1)`` in the prefix's precision if
+        given. In chunks of rows: the extended-precision temporaries stay small."""
+        out = np.empty(len(start), dtype=np.float64)
+        for lo in range(0, len(start), _CHUNK_ROWS):
+            sl = slice(lo, lo + _CHUNK_ROWS)
+            code = self.out_code[sl]
+            total = prefix[end[sl] + code]
+            total -= prefix[start[sl] + code]
+            if divide_by is not None:
+                total /= np.maximum(divide_by[sl], 1)
+            out[sl] = total
+        return out
+
+
+class _Frauds:
+    """One entity's known-fraud prefix counts and, computed once if needed, for every sorted
+    position the newest fraud before it and the oldest fraud at or after it."""
+
+    def __init__(self, ix: _EntityIndex, fraud: np.ndarray):
+        self.cs = ix.prefix(fraud, ix.ev.idx)  # counts: int32 below 2**31 rows
+        self.n = ix.n
+        self._last: np.ndarray | None = None
+        self._next: np.ndarray | None = None
+
+    def newest_before(self) -> np.ndarray:
+        """``[p]`` = position of the newest fraud at a position <= p (-1 if none)."""
+        if self._last is None:
+            is_fraud = self.cs[1:] != self.cs[:-1]
+            pos = np.arange(self.n, dtype=self.cs.dtype)
+            self._last = np.maximum.accumulate(np.where(is_fraud, pos, -1))
+        return self._last
+
+    def oldest_from(self) -> np.ndarray:
+        """``[p]`` = position of the oldest fraud at a position >= p (n if none); n+1 slots."""
+        if self._next is None:
+            is_fraud = self.cs[1:] != self.cs[:-1]
+            pos = np.where(is_fraud, np.arange(self.n, dtype=self.cs.dtype), self.n)
+            self._next = np.append(np.minimum.accumulate(pos[::-1])[::-1], self.n)
+        return self._next
 
 
 def build_features(
@@ -195,7 +249,7 @@ def build_features(
 
     # One float64 block, column-major, filled in place: no consolidation copy at the end.
     m = int(wanted.sum())
-    dest = np.cumsum(wanted) - 1  # output row of each wanted input row
+    dest = np.cumsum(wanted, dtype=_index_dtype(n)) - 1  # output row of each wanted input row
     values = np.empty((m, len(FEATURES)), dtype=np.float64, order="F")
     ev = _Events(t, ids, wanted)
     t_out = t[wanted]
@@ -209,6 +263,7 @@ def build_features(
             values[:, j] = (t_out % DAY_NS) // _HOUR_NS <= NIGHT_LAST_HOUR
         else:
             groups.setdefault((f.entity, f.window_days, f.delayed), []).append(j)
+    del t_out
 
     aggregates_of: dict[str, set[str]] = {}
     for (e, _, _), cols in groups.items():
@@ -216,11 +271,12 @@ def build_features(
 
     def run_entity(entity: str) -> None:
         ix = _EntityIndex(transactions[entity].to_numpy(np.int64), ev, wanted)
-        # running amount sums per entity, 80-bit: exact means (of frauds only, if needed)
-        sums = {"amount": ix.segmented_cumsum(amount, np.longdouble)}
+        # running amount sums per entity, 80-bit: exact means; the few known frauds of an
+        # entity need no more than float64
+        sums = {"amount": ix.segmented_prefix(amount, np.longdouble)}
         if "fraud_mean_amount" in aggregates_of[entity]:
-            sums["fraud_amount"] = ix.segmented_cumsum(amount * (fraud != 0), np.longdouble)
-        cs_fraud = ix.prefix(fraud, np.int64)
+            sums["fraud_amount"] = ix.segmented_prefix(amount * (fraud != 0), np.float64)
+        frauds = _Frauds(ix, fraud)
         at = dest[ix.rows]
         delay_end = None  # shared by every delayed window of the entity
         for (e, w, delayed), cols in groups.items():
@@ -237,65 +293,59 @@ def build_features(
             count = end - start
             for j in cols:
                 values[at, j] = _aggregate(
-                    FEATURES[j], ix, start, end, count, sums, cs_fraud, amount, t, d
+                    FEATURES[j], ix, start, end, count, sums, frauds, amount, t, d
                 )
             del start, end, count
 
     # One entity after the other keeps peak memory near one entity's working set.
     for entity in dict.fromkeys(key[0] for key in groups):
         run_entity(entity)
-        ev.drop_bounds()
     out = pd.DataFrame(values, columns=FEATURE_COLUMNS, copy=False)
     out.insert(0, TRANSACTION_ID, ids[wanted])
     return out
 
 
-def _aggregate(f, ix: _EntityIndex, start, end, count, sums, cs_fraud, amount, t, d):
+def _aggregate(f, ix: _EntityIndex, start, end, count, sums, frauds: _Frauds, amount, t, d):
     """One feature's values for the wanted rows (aligned with ``ix.out``)."""
     m = len(ix.out)
+    cs_fraud = frauds.cs
     if f.aggregate == "count":
         return count
     if f.aggregate == "fraud_count":
         return cs_fraud[end] - cs_fraud[start]
     if f.aggregate == "days_since_fraud":
-        # newest fraud at a sorted position < end: prefix maximum of the fraud positions
-        is_fraud = cs_fraud[1:] != cs_fraud[:-1]
-        last = np.maximum.accumulate(np.where(is_fraud, np.arange(ix.n), -1))
+        # newest fraud at a sorted position < end
         idx = np.full(m, -1, dtype=np.int64)
         has_rows = end > 0
-        idx[has_rows] = last[end[has_rows] - 1]
+        idx[has_rows] = frauds.newest_before()[end[has_rows] - 1]
         hit = idx >= start  # start is inside the entity, so a hit is the same entity
         out = np.full(m, float(d + f.window_days))
         out[hit] = (t[ix.rows[hit]] - t[ix.order[idx[hit]]]) / DAY_NS
         return out
     if f.aggregate in ("days_since_first_fraud", "fraud_share_since_first"):
-        # oldest fraud at a sorted position >= start: suffix minimum of the fraud positions
-        is_fraud = cs_fraud[1:] != cs_fraud[:-1]
-        nxt = np.minimum.accumulate(np.where(is_fraud, np.arange(ix.n), ix.n)[::-1])[::-1]
-        idx = np.append(nxt, ix.n)[start]
+        idx = frauds.oldest_from()[start]  # oldest fraud at a sorted position >= start
         hit = idx < end  # before the window's end, so inside the window (same entity)
         if f.aggregate == "days_since_first_fraud":
             out = np.full(m, float(d + f.window_days))
             out[hit] = (t[ix.rows[hit]] - t[ix.order[idx[hit]]]) / DAY_NS
             return out
         out = np.zeros(m)
-        frauds = cs_fraud[end] - cs_fraud[start]
-        out[hit] = frauds[hit] / (end[hit] - idx[hit])
+        n_frauds = cs_fraud[end] - cs_fraud[start]
+        out[hit] = n_frauds[hit] / (end[hit] - idx[hit])
         return out
     if f.aggregate == "fraud_mean_amount":
-        frauds = cs_fraud[end] - cs_fraud[start]
-        total = ix.window_sum(sums["fraud_amount"], start, end).astype(np.float64)
-        return np.divide(total, frauds, out=np.zeros(m), where=frauds > 0)
+        n_frauds = cs_fraud[end] - cs_fraud[start]
+        total = ix.window_sum(sums["fraud_amount"], start, end)
+        return np.divide(total, n_frauds, out=np.zeros(m), where=n_frauds > 0)
     if f.aggregate in ("mean_amount", "amount_ratio"):
-        total = ix.window_sum(sums["amount"], start, end)
-        mean = (total / np.maximum(count, 1)).astype(np.float64)
+        mean = ix.window_sum(sums["amount"], start, end, divide_by=count)
         mean[count == 0] = 0.0
         if f.aggregate == "mean_amount":
             return mean
         return np.divide(amount[ix.rows], mean, out=np.ones(m), where=mean != 0)
     if f.aggregate == "risk":
-        frauds = cs_fraud[end] - cs_fraud[start]
-        return np.divide(frauds, count, out=np.zeros(m), where=count > 0)
+        n_frauds = cs_fraud[end] - cs_fraud[start]
+        return np.divide(n_frauds, count, out=np.zeros(m), where=count > 0)
     if f.aggregate == "seconds_since_prev":
         cap = f.window_days * 86_400.0
         gap = np.full(m, cap)
