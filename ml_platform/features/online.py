@@ -8,6 +8,7 @@ Used by the serving path, so it imports neither Dagster nor pandas-heavy code pa
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -36,8 +37,10 @@ _HOUR_NS = 3600 * 10**9
 def parse_tx(tx: Mapping[str, Any] | Any) -> TxRecord:
     """A request (dict or object with the request fields, no label) as a ``TxRecord``."""
 
+    get = tx.get if isinstance(tx, Mapping) else lambda name: getattr(tx, name, None)
+
     def field(name: str) -> Any:
-        value = tx.get(name) if isinstance(tx, Mapping) else getattr(tx, name, None)
+        value = get(name)
         if value is None:
             raise ValueError(f"{name}: missing")
         return value
@@ -53,7 +56,7 @@ def parse_tx(tx: Mapping[str, Any] | Any) -> TxRecord:
             raise ValueError(f"{name}: must be an integer, got {value!r}")
         out[name] = int(value)
     amount = float(field(TX_AMOUNT))
-    if not np.isfinite(amount) or amount < 0:
+    if not math.isfinite(amount) or amount < 0:
         raise ValueError(f"{TX_AMOUNT}: must be finite and >= 0, got {amount!r}")
     return TxRecord(out[TRANSACTION_ID], time_ns, out[CUSTOMER_ID], out[TERMINAL_ID], amount)
 

@@ -88,14 +88,20 @@ class ScoringModel:
 def native_predict_fn(model: Any) -> Callable[[np.ndarray], np.ndarray]:
     """The fastest probability function for a native model object.
 
-    A LightGBM ``Booster`` predicts single rows with one thread (OpenMP start-up costs
-    more than the trees); scikit-learn style models use ``predict_proba[:, 1]``.
+    A LightGBM ``Booster`` scores one row through its single-row fast path (same scores,
+    a tenth of the cost) and small batches with one thread (OpenMP start-up costs more
+    than the trees); scikit-learn style models use ``predict_proba[:, 1]``.
     """
     kind = type(model).__name__
     if kind == "Booster" and hasattr(model, "num_trees"):
+        from ml_platform.serving.lgbm_single_row import SingleRowPredictor
+
         booster = model
+        fast = SingleRowPredictor.create(booster)
 
         def predict(x: np.ndarray) -> np.ndarray:
+            if fast is not None and fast.applies(x):
+                return fast.predict(x)
             threads = 1 if len(x) < 512 else 0
             return booster.predict(x, num_threads=threads)
 

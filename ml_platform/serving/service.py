@@ -75,7 +75,11 @@ class FraudDetector:
         from ml_platform.features import FEATURE_COLUMNS, FEATURE_VERSION
         from ml_platform.features.online import OnlineFeatureEngine
         from ml_platform.features.stores.base import open_store
-        from ml_platform.serving.prediction_log import PredictionLogWriter, prediction_log_path
+        from ml_platform.serving.prediction_log import (
+            LogEntry,
+            PredictionLogWriter,
+            prediction_log_path,
+        )
         from ml_platform.serving.scoring import ModelSlots
 
         s = get_settings()
@@ -89,6 +93,7 @@ class FraudDetector:
         self.engine = OnlineFeatureEngine(self.store, s.label_delay_days)
         # one engine, used from the event loop only; the lock guards admin-thread access
         self._engine_lock = threading.Lock()
+        self._log_entry = LogEntry
         self.log_writer = PredictionLogWriter(
             prediction_log_path(s), self.feature_columns, flush_seconds=s.serving_log_flush_seconds
         )
@@ -209,12 +214,10 @@ class FraudDetector:
     def _log(
         self, endpoint: str, record: dict, x: np.ndarray, score: float, model: Any, ms: float
     ) -> None:
-        from ml_platform.serving.prediction_log import LogEntry
-
         self.log_writer.submit(
-            LogEntry(
+            self._log_entry(
                 logged_at=time.time(),
-                request_id=self.log_writer.new_request_id(),
+                request_id=None,  # drawn by the writer thread, off the request path
                 endpoint=endpoint,
                 transaction=record,
                 features=x,

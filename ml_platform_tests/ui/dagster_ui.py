@@ -234,7 +234,37 @@ def _session_members(sid: int) -> list[int]:
     return pids
 
 
-class DagsterDev:
+class _SessionProcess:
+    """A child in its own session (through the launcher), its output in ``log_path``."""
+
+    env: dict[str, str]
+    log_path: Path
+    proc: subprocess.Popen | None
+
+    def _spawn(self, cmd: list[str]) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(
+                cmd,
+                cwd=PROJECT_DIR,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def log_tail(self, chars: int = 4000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
+
+    def alive(self) -> list[int]:
+        return _session_members(self.proc.pid) if self.proc else []
+
+
+class DagsterDev(_SessionProcess):
     """``dagster dev`` on a free port; use as a context manager so it always stops."""
 
     def __init__(
@@ -260,24 +290,8 @@ class DagsterDev:
         dagster = str(Path(sys.executable).with_name("dagster"))
         cmd = [sys.executable, "-c", _LAUNCHER, dagster, "dev", "-w", str(self.workspace)]
         cmd += ["-h", "127.0.0.1", "-p", str(self.port)]
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(
-                cmd,
-                cwd=PROJECT_DIR,
-                env=self.env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        self._spawn(cmd)
         return self
-
-    def log_tail(self, chars: int = 4000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-chars:]
-        except OSError:
-            return ""
 
     def graphql(self, query: str, variables: dict | None = None, timeout: float = 10) -> dict:
         import httpx
@@ -346,9 +360,6 @@ class DagsterDev:
         if left:
             raise RuntimeError(f"dagster dev left processes behind: {left}")
 
-    def alive(self) -> list[int]:
-        return _session_members(self.proc.pid) if self.proc else []
-
     def __enter__(self) -> DagsterDev:
         return self.start()
 
@@ -399,7 +410,7 @@ class DagsterDev:
         return values
 
 
-class Population:
+class Population(_SessionProcess):
     """``populate.py`` in its own session: the champion and drift report of the platform.
 
     Started next to ``dagster dev`` (same environment, same DAGSTER_HOME and data dir), it
@@ -418,24 +429,8 @@ class Population:
         cmd += ["-m", "ml_platform_tests.ui.populate"]
         if self.sensor_url:
             cmd += ["--sensor-url", self.sensor_url]
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(
-                cmd,
-                cwd=PROJECT_DIR,
-                env=self.env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        self._spawn(cmd)
         return self
-
-    def log_tail(self, chars: int = 4000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-chars:]
-        except OSError:
-            return ""
 
     def wait_step(self, step: str, timeout: float) -> float:
         """Block until the step ``step`` (e.g. ``ingest``) is done; return the seconds waited."""
@@ -476,9 +471,6 @@ class Population:
             time.sleep(0.1)
         if left:
             raise RuntimeError(f"population left processes behind: {left}")
-
-    def alive(self) -> list[int]:
-        return _session_members(self.proc.pid) if self.proc else []
 
 
 @contextmanager

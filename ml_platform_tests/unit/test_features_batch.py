@@ -208,17 +208,21 @@ def test_rows_mask_returns_the_same_features(tx: pd.DataFrame, data: st.DataObje
     )
 
 
-def test_rows_mask_must_match_the_transactions() -> None:
-    tx = pd.DataFrame(
+def _two_rows() -> pd.DataFrame:
+    return pd.DataFrame(
         {
             "transaction_id": [1, 2],
             "tx_datetime": pd.to_datetime(["2025-04-01", "2025-04-02"]),
             "customer_id": [1, 1],
             "terminal_id": [1, 1],
             "tx_amount": [1.0, 2.0],
-            "tx_fraud": [0, 0],
+            "tx_fraud": np.array([0, 1], dtype=np.int8),
         }
     )
+
+
+def test_rows_mask_must_match_the_transactions() -> None:
+    tx = _two_rows()
     with pytest.raises(ValueError, match="rows: expected a boolean mask of 2 rows"):
         build_features(tx, rows=np.array([True]))
 
@@ -278,16 +282,7 @@ def test_timezone_aware_input_is_utc() -> None:
     ],
 )
 def test_bad_input_names_the_field(mutate, message: str) -> None:
-    tx = pd.DataFrame(
-        {
-            "transaction_id": [1, 2],
-            "tx_datetime": pd.to_datetime(["2025-04-01", "2025-04-02"]),
-            "customer_id": [1, 1],
-            "terminal_id": [1, 1],
-            "tx_amount": [1.0, 2.0],
-            "tx_fraud": np.array([0, 1], dtype=np.int8),
-        }
-    )
+    tx = _two_rows()
     with pytest.raises(ValueError, match=message):
         build_features(mutate(tx))
 

@@ -133,6 +133,31 @@ def test_native_single_row_scoring_is_fast(platform: support.Platform) -> None:
     assert figures["p50_us"] < 1000  # ~30 µs on an idle core; generous for a shared machine
 
 
+def test_single_row_fast_path_is_bit_identical(platform: support.Platform) -> None:
+    """The API's one-row LightGBM path gives exactly Booster.predict's scores."""
+    from ml_platform.features import FEATURE_COLUMNS
+    from ml_platform.serving.lgbm_single_row import SingleRowPredictor
+
+    booster = platform.champion.chosen.model
+    model = support.scoring_model(platform, platform.champion)
+    x = platform.features[FEATURE_COLUMNS].to_numpy(dtype=np.float64)[:400].copy()
+    x[::7, 3] = np.nan  # missing values take the same default branches
+    fast = SingleRowPredictor(booster)
+    reference = booster.predict(x, num_threads=1)
+    one_by_one = np.array([fast.predict(x[i : i + 1])[0] for i in range(len(x))])
+    assert np.array_equal(one_by_one, reference)
+    through_model = np.array([model.score(x[i])[0] for i in range(len(x))])
+    assert np.array_equal(through_model, reference)
+    assert np.array_equal(model.score(x), reference)  # several rows: Booster.predict
+    # not a single float64 row of the right width: not for the fast path
+    assert not fast.applies(x[:2]) and not fast.applies(x[:1, :-1])
+    assert not fast.applies(x[:1].astype(np.float32))
+    fast.close()
+    fast.close()  # idempotent
+    assert not fast.applies(x[:1])
+    assert np.array_equal(booster.predict(x[:5], num_threads=1), reference[:5])  # booster intact
+
+
 def test_incompatible_model_is_refused(platform: support.Platform) -> None:
     from ml_platform.features import FEATURE_COLUMNS, FEATURE_VERSION
     from ml_platform.serving.scoring import check_features
