@@ -6,6 +6,7 @@ A partition range runs as one single-run backfill (one run, every partition).
 
 from __future__ import annotations
 
+import contextlib
 from datetime import date
 
 import dagster as dg
@@ -28,8 +29,10 @@ def run_job(
 ) -> dg.ExecuteInProcessResult:
     """Execute ``job_name`` once, over the partition range ``start..end`` if given.
 
-    ``log_level`` (e.g. "WARNING") quiets the console; every event still goes to the
-    instance, so the run's full log stays readable in the UI.
+    ``log_level`` (e.g. "WARNING") quiets the console: Dagster's console logger logs from
+    that level, and what the run writes to stdout (dagster-dbt echoes every dbt log line
+    there) is appended to ``<data_dir>/logs/<job_name>.log`` instead. Every event still goes
+    to the instance, so the run's full log stays readable in the UI.
     """
     job = defs.resolve_job_def(job_name)
     run_tags = dict(tags or {})
@@ -39,9 +42,16 @@ def run_job(
     run_config = (
         {"loggers": {"console": {"config": {"log_level": log_level}}}} if log_level else None
     )
-    return job.execute_in_process(
-        run_config=run_config,
-        instance=instance or dg.DagsterInstance.get(),
-        tags=run_tags,
-        raise_on_error=raise_on_error,
-    )
+    with contextlib.ExitStack() as stack:
+        if log_level:
+            from ml_platform.settings import get_settings
+
+            path = get_settings().data_dir / "logs" / f"{job_name}.log"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            stack.enter_context(contextlib.redirect_stdout(stack.enter_context(open(path, "a"))))
+        return job.execute_in_process(
+            run_config=run_config,
+            instance=instance or dg.DagsterInstance.get(),
+            tags=run_tags,
+            raise_on_error=raise_on_error,
+        )
