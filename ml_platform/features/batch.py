@@ -19,6 +19,9 @@ the rows asked for.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import numpy as np
 import pandas as pd
 
@@ -223,6 +226,26 @@ class _Frauds:
         return self._next
 
 
+@contextmanager
+def _small_pages() -> Iterator[None]:
+    """No transparent-huge-page advice for the engine's short-lived arrays.
+
+    numpy madvises huge pages for big arrays; where the kernel's THP defrag is ``madvise``
+    every first touch may then compact memory synchronously. At full scale that cost ~1-1.5 s
+    of kernel time per build here, against ~0.5 s with plain pages. A performance hint only
+    (values are unchanged); the previous setting is restored.
+    """
+    setter = getattr(np._core.multiarray, "_set_madvise_hugepage", None)
+    if setter is None:  # pragma: no cover - other numpy builds
+        yield
+        return
+    previous = setter(False)
+    try:
+        yield
+    finally:
+        setter(previous)
+
+
 def build_features(
     transactions: pd.DataFrame, label_delay_days: int = 7, *, rows: np.ndarray | None = None
 ) -> pd.DataFrame:
@@ -232,6 +255,13 @@ def build_features(
     where the boolean mask ``rows`` is true, in the input order. Every feature is float64
     (as the online engine returns them). ``tx_fraud`` is read only through delayed windows.
     """
+    with _small_pages():
+        return _build_features(transactions, label_delay_days, rows)
+
+
+def _build_features(
+    transactions: pd.DataFrame, label_delay_days: int, rows: np.ndarray | None
+) -> pd.DataFrame:
     d = check_label_delay(label_delay_days)
     _check_input(transactions)
     n = len(transactions)
