@@ -6,7 +6,7 @@
 for the model registry. Only numpy and pandas are imported here.
 """
 
-from ml_platform.features.batch import build_features
+from ml_platform.features.batch import build_features, build_features_for_days
 from ml_platform.features.definitions import (
     FEATURE_COLUMNS,
     FEATURE_VERSION,
@@ -21,5 +21,6 @@ __all__ = [
     "FEATURES",
     "REQUIRED_COLUMNS",
     "build_features",
+    "build_features_for_days",
     "horizon_days",
 ]

@@ -19,8 +19,9 @@ the rows asked for.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from datetime import date
 
 import numpy as np
 import pandas as pd
@@ -121,7 +122,6 @@ class _EntityIndex:
         if n:
             np.cumsum(ent[1:] != ent[:-1], out=code[1:])
         del ent
-        self.code = code
         self.seg_start = np.flatnonzero(np.r_[True, code[1:] != code[:-1]]) if n else code
         self.seg_len = np.diff(np.r_[self.seg_start, n])
         self.ev = ev
@@ -209,20 +209,22 @@ class _Frauds:
         self._last: np.ndarray | None = None
         self._next: np.ndarray | None = None
 
+    def _positions(self, none: int) -> np.ndarray:
+        """Each sorted position's own index where it holds a fraud, else ``none``."""
+        is_fraud = self.cs[1:] != self.cs[:-1]
+        return np.where(is_fraud, np.arange(self.n, dtype=self.cs.dtype), none)
+
     def newest_before(self) -> np.ndarray:
         """``[p]`` = position of the newest fraud at a position <= p (-1 if none)."""
         if self._last is None:
-            is_fraud = self.cs[1:] != self.cs[:-1]
-            pos = np.arange(self.n, dtype=self.cs.dtype)
-            self._last = np.maximum.accumulate(np.where(is_fraud, pos, -1))
+            self._last = np.maximum.accumulate(self._positions(-1))
         return self._last
 
     def oldest_from(self) -> np.ndarray:
         """``[p]`` = position of the oldest fraud at a position >= p (n if none); n+1 slots."""
         if self._next is None:
-            is_fraud = self.cs[1:] != self.cs[:-1]
-            pos = np.where(is_fraud, np.arange(self.n, dtype=self.cs.dtype), self.n)
-            self._next = np.append(np.minimum.accumulate(pos[::-1])[::-1], self.n)
+            suffix_min = np.minimum.accumulate(self._positions(self.n)[::-1])[::-1]
+            self._next = np.append(suffix_min, self.n)
         return self._next
 
 
@@ -257,6 +259,21 @@ def build_features(
     """
     with _small_pages():
         return _build_features(transactions, label_delay_days, rows)
+
+
+def build_features_for_days(
+    transactions: pd.DataFrame, days: Iterable[date | str], label_delay_days: int = 7
+) -> pd.DataFrame:
+    """Features of the transactions that fall on ``days`` (every row is still history), with
+    their keys: ``transaction_id, tx_datetime, customer_id, terminal_id`` + FEATURE_COLUMNS,
+    in the input order. What a batch run over some days writes and scores."""
+    from ml_platform.data.lake import on_days
+
+    own = on_days(transactions, days)
+    out = build_features(transactions, label_delay_days, rows=own)
+    for i, col in enumerate((TX_DATETIME, CUSTOMER_ID, TERMINAL_ID), start=1):
+        out.insert(i, col, transactions[col].to_numpy()[own])
+    return out
 
 
 def _build_features(

@@ -329,16 +329,12 @@ def score_transactions(
     """End to end from validated transactions (look-back included): features, then scores
     for ``days`` only (see :func:`score_by_day`). The batch asset reads the materialized
     ``transaction_features`` instead; this is the path when they are not materialized."""
-    from ml_platform.data.lake import on_days
-    from ml_platform.features import FEATURE_COLUMNS, build_features
+    from ml_platform.features import FEATURE_COLUMNS, build_features_for_days
 
     keys = sorted({d if isinstance(d, str) else d.isoformat() for d in days})
     if transactions.empty:
         return score_by_day(_empty_features(FEATURE_COLUMNS), model, keys)
-    wanted = on_days(transactions, keys)  # the look-back is history only
-    feats = build_features(transactions, label_delay_days=label_delay_days, rows=wanted)
-    for c in (TX_DATETIME, CUSTOMER_ID, TERMINAL_ID):  # rows come back in the input order
-        feats[c] = transactions[c].to_numpy()[wanted]
+    feats = build_features_for_days(transactions, keys, label_delay_days)  # look-back: history
     return score_by_day(feats, model, keys)
 
 

@@ -12,7 +12,12 @@ import pandas as pd
 from ml_platform.data import lake
 from ml_platform.data.contract import CUSTOMER_ID, TERMINAL_ID, TRANSACTION_ID, TX_DATETIME
 from ml_platform.defs.partitions import daily_partitions, lookback_mapping
-from ml_platform.features import FEATURE_COLUMNS, FEATURE_VERSION, build_features, horizon_days
+from ml_platform.features import (
+    FEATURE_COLUMNS,
+    FEATURE_VERSION,
+    build_features_for_days,
+    horizon_days,
+)
 from ml_platform.settings import get_settings
 
 GROUP = "features"
@@ -48,10 +53,8 @@ def transaction_features(
     keys = list(context.partition_keys)
     if tx.empty:
         return {k: pd.DataFrame(columns=KEY_COLUMNS + FEATURE_COLUMNS) for k in keys}
-    own = lake.on_days(tx, keys)  # the look-back is history only: no features computed for it
-    out = build_features(tx, label_delay_days=s.label_delay_days, rows=own)
-    for i, col in enumerate(KEY_COLUMNS[1:], start=1):
-        out.insert(i, col, tx[col].to_numpy()[own])
+    # the look-back is history only: no features are computed for it
+    out = build_features_for_days(tx, keys, label_delay_days=s.label_delay_days)
     parts = lake.split_by_day(out, keys)
     context.add_output_metadata(
         {
