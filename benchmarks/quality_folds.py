@@ -25,7 +25,8 @@ were adopted into the platform's definitions (FEATURE_VERSION 61ba088cd333d10d):
 ``terminal_id_fraud_share_since_first_fraud``, ``terminal_id_fraud_avg_amount_{7,30}day_window``;
 since then ``base`` includes them and the variants that add them again measure nothing new.
 
-Usage: ``uv run python benchmarks/quality_folds.py [--variants base,ratios] [--list]``.
+Usage: ``uv run python benchmarks/quality_folds.py [--variants base,ratios] [--list]
+[--scores-dir DIR]`` (the scores feed ``benchmarks/quality_ceiling.py --scores``).
 """
 
 from __future__ import annotations
@@ -380,7 +381,12 @@ def fold_starts() -> list[date]:
 
 
 def run_fold(
-    labeled: pd.DataFrame, train_start: date, columns: list[str], v: Variant, threads: int
+    labeled: pd.DataFrame,
+    train_start: date,
+    columns: list[str],
+    v: Variant,
+    threads: int,
+    scores_dir: Path | None = None,
 ) -> dict[str, Any]:
     """The backtest's ``train_and_score`` for one fold, with the variant's options."""
     from ml_platform.training import datasets, metrics, models
@@ -408,6 +414,10 @@ def run_fold(
         rounds.append(n_rounds)
         kinds.append(kind)
     score = np.mean(scores, axis=0)
+    if scores_dir is not None:  # for benchmarks/quality_ceiling.py --scores
+        scores_dir.mkdir(parents=True, exist_ok=True)
+        out = pd.DataFrame({TRANSACTION_ID: test[TRANSACTION_ID].to_numpy(), "score": score})
+        out.to_parquet(scores_dir / f"fold_{train_start}.parquet", index=False)
     day = labeled[TX_DATETIME].dt.normalize()
     history = labeled[(day >= pd.Timestamp(train_start)) & (day <= pd.Timestamp(test_end))]
     m = metrics.protocol_metrics(
@@ -423,12 +433,15 @@ def run_fold(
     }
 
 
-def run_variant(labeled: pd.DataFrame, name: str, v: Variant, threads: int) -> dict[str, Any]:
+def run_variant(
+    labeled: pd.DataFrame, name: str, v: Variant, threads: int, scores_dir: Path | None = None
+) -> dict[str, Any]:
     from ml_platform.features import FEATURE_COLUMNS
 
     columns = [c for c in FEATURE_COLUMNS if c not in v.drop] + v.extra
     t = time.perf_counter()
-    folds = [run_fold(labeled, s, columns, v, threads) for s in fold_starts()]
+    out = scores_dir / name if scores_dir else None
+    folds = [run_fold(labeled, s, columns, v, threads, out) for s in fold_starts()]
     mean = {k: round(float(np.mean([f[k] for f in folds])), 4) for k in METRICS}
     return {
         "variant": name,
@@ -454,6 +467,11 @@ def main() -> None:
     p.add_argument("--list", action="store_true", help="print the variant names and exit")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument(
+        "--scores-dir",
+        type=Path,
+        help="write each fold's test scores to DIR/<variant>/fold_<train start>.parquet",
+    )
     args = p.parse_args()
     if args.list:
         print(json.dumps({k: v.__dict__ for k, v in VARIANTS.items()}, indent=1))
@@ -484,7 +502,7 @@ def main() -> None:
         extra_s[prefix] = round(time.perf_counter() - t, 1)
     results = []
     for n in names:
-        r = run_variant(labeled, "+".join([*common, n]), variants[n], args.threads)
+        r = run_variant(labeled, "+".join([*common, n]), variants[n], args.threads, args.scores_dir)
         results.append(r)
         print(json.dumps({"variant": n, **r["mean"], "seconds": r["seconds"]}), file=sys.stderr)
     print(

@@ -166,6 +166,33 @@ def _active(seed: int, stream: int, idx: int, window: int, population: int, rate
     return np.unique(np.concatenate(sets))
 
 
+def _bad_terminals(seed: int, idx: int, n_terminals: int) -> np.ndarray:
+    """Terminals under a scenario-2 compromise on day ``idx`` (sorted)."""
+    rate = TERMINALS_PER_DAY_PER_10K * n_terminals / 10_000
+    return _active(seed, _S_TERM_COMP, idx, TERMINAL_WINDOW_DAYS, n_terminals, rate)
+
+
+def terminal_compromise_start(
+    day: date, terminals: np.ndarray, *, seed: int = 42, n_terminals: int = 10000
+) -> np.ndarray:
+    """Day index on which each terminal's current compromise spell began (-1: none on ``day``).
+
+    Why: ground truth for analyses that must know how old a compromise is (e.g. whether its
+    first frauds are already older than the label delay, so features could know of it).
+    Overlapping compromises chain into one spell.
+    """
+    idx = day_index(day)
+    terminals = np.asarray(terminals, dtype=np.int64)
+    start = np.full(len(terminals), -1, dtype=np.int64)
+    open_ = np.isin(terminals, _bad_terminals(seed, idx, n_terminals))
+    d = idx
+    while open_.any():
+        start[open_] = d
+        d -= 1
+        open_ &= np.isin(terminals, _bad_terminals(seed, d, n_terminals))
+    return start
+
+
 def generate_day(
     day: date,
     *,
@@ -209,9 +236,7 @@ def generate_day(
     scenario = np.zeros(n, dtype=np.int8)
     scenario[amount > FRAUD_AMOUNT] = 1
 
-    t_rate = TERMINALS_PER_DAY_PER_10K * w.n_terminals / 10_000
-    bad_terminals = _active(seed, _S_TERM_COMP, idx, TERMINAL_WINDOW_DAYS, w.n_terminals, t_rate)
-    at_bad_terminal = np.isin(terminal, bad_terminals)
+    at_bad_terminal = np.isin(terminal, _bad_terminals(seed, idx, w.n_terminals))
     scenario[at_bad_terminal] = 2
 
     c_rate = CUSTOMERS_PER_DAY_PER_5K * w.n_customers / 5_000

@@ -88,6 +88,11 @@ def _per_card(frame: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+def _check_k(k: int) -> None:
+    if k <= 0:
+        raise ValueError(f"k: must be positive, got {k}")
+
+
 def card_precision_at_k(
     df: pd.DataFrame,
     score: np.ndarray | pd.Series | str,
@@ -96,8 +101,7 @@ def card_precision_at_k(
     day_col: str | None = None,
 ) -> float:
     """Simple CP@k: per day, precision of the k cards with the highest score; mean over days."""
-    if k <= 0:
-        raise ValueError(f"k: must be positive, got {k}")
+    _check_k(k)
     frame = _frame(df, score, day_col)
     if frame.empty:
         return float("nan")
@@ -105,6 +109,18 @@ def card_precision_at_k(
     top = cards.groupby(DAY, sort=True).head(k)
     per_day = top.groupby(DAY, sort=True)[TX_FRAUD].sum() / k
     return float(per_day.mean())
+
+
+def _protocol_days(frame: pd.DataFrame, k: int):
+    """Yield each day's top k cards in day order, without the cards detected on earlier days."""
+    cards = _per_card(frame).sort_values([DAY, SCORE], ascending=[True, False], kind="stable")
+    detected: set = set()
+    for _, day_cards in cards.groupby(DAY, sort=True):
+        if detected:
+            day_cards = day_cards[~day_cards[CUSTOMER_ID].isin(detected)]
+        top = day_cards.head(k)
+        detected.update(top.loc[top[TX_FRAUD] == 1, CUSTOMER_ID].tolist())
+        yield top
 
 
 def protocol_card_precision_at_k(
@@ -119,22 +135,27 @@ def protocol_card_precision_at_k(
     Days are taken in order; each day, cards detected on an earlier day (fraudulent and in
     that day's top k) are dropped before grouping by customer and taking the top k.
     """
-    if k <= 0:
-        raise ValueError(f"k: must be positive, got {k}")
+    _check_k(k)
     frame = _frame(df, score, day_col)
     if frame.empty:
         return float("nan"), []
-    cards = _per_card(frame).sort_values([DAY, SCORE], ascending=[True, False], kind="stable")
-    detected: set = set()
-    per_day: list[float] = []
-    for _, day_cards in cards.groupby(DAY, sort=True):
-        if detected:
-            day_cards = day_cards[~day_cards[CUSTOMER_ID].isin(detected)]
-        top = day_cards.head(k)
-        hits = top.loc[top[TX_FRAUD] == 1, CUSTOMER_ID]
-        per_day.append(len(hits) / k)
-        detected.update(hits.tolist())
+    per_day = [int(top[TX_FRAUD].sum()) / k for top in _protocol_days(frame, k)]
     return float(np.mean(per_day)), per_day
+
+
+def protocol_alerts(
+    df: pd.DataFrame,
+    score: np.ndarray | pd.Series | str,
+    k: int = 100,
+    *,
+    day_col: str | None = None,
+) -> pd.DataFrame:
+    """The cards :func:`protocol_card_precision_at_k` counts: each day's top k (day, card,
+    highest score, highest label), for analyses of which frauds a model finds."""
+    _check_k(k)
+    frame = _frame(df, score, day_col)
+    tops = list(_protocol_days(frame, k))
+    return pd.concat(tops, ignore_index=True) if tops else _per_card(frame)
 
 
 def protocol_test_mask(

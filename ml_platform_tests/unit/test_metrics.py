@@ -56,6 +56,9 @@ def test_protocol_card_precision_drops_cards_detected_earlier():
     assert mean == 0.5
     # the simple version would count card 1 again on day 2
     assert metrics.card_precision_at_k(df, score, k=1) == 1.0
+    alerts = metrics.protocol_alerts(df, score, k=1)
+    assert alerts[["customer_id", "tx_fraud"]].values.tolist() == [[1, 1], [2, 0]]
+    assert alerts["score"].tolist() == [0.9, 0.5]
 
 
 def test_protocol_mask_drops_customers_known_compromised_before_t_minus_delay():

@@ -101,6 +101,32 @@ def test_compromised_customers_lose_about_a_third():
     assert 0.15 < share < 0.5
 
 
+def test_terminal_compromise_start_is_the_first_day_of_the_spell(full_month: pd.DataFrame):
+    """A spell's terminal is all fraud from the start day on; not on the day before."""
+    day = date(2025, 4, 29)
+    terms = np.arange(FULL["n_terminals"])
+    start = sim.terminal_compromise_start(
+        day, terms, seed=FULL["seed"], n_terminals=FULL["n_terminals"]
+    )
+    spells = terms[start >= 0]
+    # 2 a day for 28 days, minus repeats; chained spells may start before the 28-day window
+    assert 40 < len(spells) <= 2 * sim.TERMINAL_WINDOW_DAYS
+    assert (start[start >= 0] <= sim.day_index(day)).all()
+    tx_day = full_month[c.TX_DATETIME].dt.date.map(sim.day_index)
+    for term in spells:
+        s = start[term]
+        theirs = full_month[(full_month[c.TERMINAL_ID] == term)]
+        in_spell = (tx_day[theirs.index] >= s) & (tx_day[theirs.index] <= sim.day_index(day))
+        assert theirs.loc[in_spell, c.TX_FRAUD].all()
+        if s > sim.day_index(date(2025, 4, 1)):
+            before = theirs[tx_day[theirs.index] == s - 1]
+            assert (before[sim.SCENARIO] != 2).all()
+    healthy = full_month[
+        full_month[c.TERMINAL_ID].isin(terms[start < 0]) & (tx_day == sim.day_index(day))
+    ]
+    assert len(healthy) > 1000 and (healthy[sim.SCENARIO] != 2).all()
+
+
 def test_drift_changes_amounts_and_adds_a_fraud_pattern():
     start, drift = date(2025, 4, 1), date(2025, 4, 21)
     end = drift + timedelta(days=sim.DRIFT_RAMP_DAYS)
