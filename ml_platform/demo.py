@@ -50,6 +50,7 @@ def run_demo() -> int:
     from ml_platform.monitoring.demo_step import run_monitoring_step
 
     run_monitoring_step(defs, s)
-    print(f"  run output (dbt's log lines): {s.data_dir / 'logs'}/<job>.log; every event: make dev")
+    logs = s.data_dir / "logs"
+    print(f"  run output (dbt and MLflow log lines): {logs}/<job>.log; every event: make dev")
     print(f"demo finished in {time.perf_counter() - t0:.1f}s")
     return 0

@@ -30,9 +30,10 @@ def run_job(
     """Execute ``job_name`` once, over the partition range ``start..end`` if given.
 
     ``log_level`` (e.g. "WARNING") quiets the console: Dagster's console logger logs from
-    that level, and what the run writes to stdout (dagster-dbt echoes every dbt log line
-    there) is appended to ``<data_dir>/logs/<job_name>.log`` instead. Every event still goes
-    to the instance, so the run's full log stays readable in the UI.
+    that level, and what the run writes to stdout and stderr (dagster-dbt echoes every dbt
+    log line to stdout; MLflow logs and prints registrations to stderr) is appended to
+    ``<data_dir>/logs/<job_name>.log`` instead. Every event still goes to the instance, so
+    the run's full log stays readable in the UI; a failed run still raises.
     """
     job = defs.resolve_job_def(job_name)
     run_tags = dict(tags or {})
@@ -48,7 +49,9 @@ def run_job(
 
             path = get_settings().data_dir / "logs" / f"{job_name}.log"
             path.parent.mkdir(parents=True, exist_ok=True)
-            stack.enter_context(contextlib.redirect_stdout(stack.enter_context(open(path, "a"))))
+            log = stack.enter_context(open(path, "a"))
+            stack.enter_context(contextlib.redirect_stdout(log))
+            stack.enter_context(contextlib.redirect_stderr(log))
         return job.execute_in_process(
             run_config=run_config,
             instance=instance or dg.DagsterInstance.get(),
