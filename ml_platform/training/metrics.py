@@ -15,6 +15,7 @@ the loop over test days that the "already detected" rule makes sequential.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import date
 
 import numpy as np
@@ -111,7 +112,7 @@ def card_precision_at_k(
     return float(per_day.mean())
 
 
-def _protocol_days(frame: pd.DataFrame, k: int):
+def _protocol_days(frame: pd.DataFrame, k: int) -> Iterator[pd.DataFrame]:
     """Yield each day's top k cards in day order, without the cards detected on earlier days."""
     cards = _per_card(frame).sort_values([DAY, SCORE], ascending=[True, False], kind="stable")
     detected: set = set()
