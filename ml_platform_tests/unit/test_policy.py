@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from datetime import date
 
 import pytest
@@ -47,9 +49,23 @@ def test_each_rule_triggers_a_retraining(overrides, trigger):
 
 def test_boundaries_are_strict_where_documented():
     assert not decide(state(drift_share=0.3), CFG).retrain  # share must EXCEED the threshold
-    assert not decide(state(recent_ap=0.67), CFG).retrain  # drop 0.05 is not > margin
-    assert decide(state(recent_ap=0.669), CFG).trigger == "performance"
+    assert decide(state(drift_share=math.nextafter(0.3, 1.0)), CFG).trigger == "drift"
     assert not decide(state(new_labeled_days=13), CFG).retrain
+    assert decide(state(new_labeled_days=14), CFG).trigger == "new_labels"
+
+
+def test_performance_boundary_is_strict_on_both_sides():
+    """A drop of exactly the margin does not trigger; the next float below does.
+
+    Binary fractions (0.75 - 0.5 == 0.25 exactly) so the boundary is really hit: with
+    0.72 - 0.67 the float drop is 0.04999..., below the margin whatever the comparison.
+    """
+    cfg = dataclasses.replace(CFG, performance_margin=0.25)
+    exact = state(reference_ap=0.75, recent_ap=0.5)
+    assert exact.reference_ap - exact.recent_ap == cfg.performance_margin
+    assert not decide(exact, cfg).retrain  # drop == margin is not > margin
+    below = decide(state(reference_ap=0.75, recent_ap=math.nextafter(0.5, 0.0)), cfg)
+    assert (below.retrain, below.trigger) == (True, "performance")
 
 
 def test_in_progress_run_blocks_everything():
