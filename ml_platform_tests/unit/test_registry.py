@@ -77,9 +77,69 @@ def test_training_run_records_full_lineage(settings_env, split):
 
     native, loaded = registry.load_native_model("challenger")
     _, valid = split
-    np.testing.assert_allclose(native.score(valid), cands.chosen.score(valid), rtol=1e-6)
+    np.testing.assert_allclose(native.score(valid), cands.chosen.score(valid), rtol=1e-12)
     assert native.predict_proba(valid[FEATURE_COLUMNS].to_numpy()[:2]).shape == (2, 2)
     assert loaded.version == "1"
+
+
+def test_gate_never_promotes_below_the_auc_floor(settings_env, split):
+    """First model or challenger beating the champion: under GATE_MIN_AUC it stays out."""
+    from ml_platform.training import registry
+    from ml_platform.training.gate import run_gate
+
+    _, valid = split
+    window = f"{WINDOWS.valid_start}..{WINDOWS.valid_end}"
+    settings_env(gate_min_auc=1.0)
+    weak, _ = _log(split, cols=["tx_amount", "tx_during_night"], margin=1.0)  # the baseline
+    first = run_gate(valid, window)
+    assert not first.promote and "below the floor 1.0" in first.reason
+    assert first.challenger_metrics["roc_auc"] < 1.0
+    assert registry.current_version("champion") is None
+    assert registry.get_model_info(weak.version).tags["gate.decision"] == "rejected"
+
+    # same challenger, floor lowered: promoted as a first model exactly at its baseline's AP
+    settings_env(gate_min_auc=0.5)
+    again = run_gate(valid, window)
+    assert again.promote and "first model" in again.reason
+    assert registry.current_version("champion") == weak.version
+
+    good, _ = _log(split)
+    settings_env(gate_min_auc=1.0, promotion_margin_ap=0.0)
+    beaten = run_gate(valid, window)
+    gain = (
+        beaten.challenger_metrics["average_precision"]
+        - beaten.champion_metrics["average_precision"]
+    )
+    assert gain > 0.0 and not beaten.promote and "below the floor" in beaten.reason
+    assert registry.current_version("champion") == weak.version
+    assert registry.get_model_info(good.version).tags["gate.decision"] == "rejected"
+
+
+def test_gate_refuses_a_first_model_below_its_baseline(settings_env, split):
+    """A first model whose AP on the gate window is under its run's baseline is refused."""
+    from ml_platform.training import metrics, registry
+    from ml_platform.training.gate import run_gate
+
+    settings_env(gate_min_auc=0.5)
+    train, valid = split
+    cols = list(FEATURE_COLUMNS)
+    baseline = models.fit_baseline(train, cols)
+    base_m = metrics.validation_metrics(valid, baseline.score(valid))
+    stump = models.fit_lightgbm(
+        train, ["tx_amount"], num_boost_round=2, threads=1, params={"num_leaves": 2}
+    )
+    stump_m = metrics.validation_metrics(valid, stump.score(valid))
+    assert stump_m["roc_auc"] >= 0.5 and stump_m["average_precision"] < base_m["average_precision"]
+    cands = models.CandidateSet(
+        baseline, stump, base_m, stump_m, stump, "weak on purpose", 0.5, stump_m
+    )
+    info = registry.log_training_run(
+        cands, train, valid, WINDOWS, feature_version=FEATURE_VERSION, as_of="2025-05-05"
+    )
+    decision = run_gate(valid, f"{WINDOWS.valid_start}..{WINDOWS.valid_end}")
+    assert not decision.promote and "does not beat the baseline" in decision.reason
+    assert registry.current_version("champion") is None
+    assert registry.get_model_info(info.version).tags["gate.decision"] == "rejected"
 
 
 def test_gate_refuses_worse_model_and_rollback_restores(settings_env, split, capsys):
