@@ -13,11 +13,14 @@ collected (after a model swap), never before its booster.
 from __future__ import annotations
 
 import ctypes
+import logging
 import threading
 import weakref
 from typing import Any
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 _C_API_PREDICT_NORMAL = 0  # LightGBM's C_API_PREDICT_NORMAL (transformed score)
 _C_API_DTYPE_FLOAT64 = 1  # LightGBM's C_API_DTYPE_FLOAT64
@@ -76,10 +79,22 @@ class SingleRowPredictor:
 
     @classmethod
     def create(cls, booster: Any) -> SingleRowPredictor | None:
-        """The fast predictor, or None when this booster/LightGBM build cannot use it."""
+        """The fast predictor, or None (logged as a WARNING) when this booster cannot use it.
+
+        Only the refusals LightGBM or the output check give are a fallback (``Booster.predict``
+        still scores, ten times slower per row); anything else is a bug and propagates.
+        """
+        from lightgbm.basic import LightGBMError
+
         try:
             return cls(booster)
-        except Exception:  # e.g. LightGBMError: Booster.predict still works
+        except (LightGBMError, ValueError) as exc:
+            log.warning(
+                "model: LightGBM single-row fast path unavailable (%s: %s); "
+                "one-row requests use Booster.predict",
+                type(exc).__name__,
+                exc,
+            )
             return None
 
     def applies(self, x: np.ndarray) -> bool:

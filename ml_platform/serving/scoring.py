@@ -90,7 +90,9 @@ def native_predict_fn(model: Any) -> Callable[[np.ndarray], np.ndarray]:
 
     A LightGBM ``Booster`` scores one row through its single-row fast path (same scores,
     a tenth of the cost) and small batches with one thread (OpenMP start-up costs more
-    than the trees); scikit-learn style models use ``predict_proba[:, 1]``.
+    than the trees); scikit-learn style models use ``predict_proba[:, 1]``. The returned
+    function says whether one row takes the fast path (:func:`uses_single_row_fast_path`),
+    so a silently lost fast path shows in tests and not only in latency.
     """
     kind = type(model).__name__
     if kind == "Booster" and hasattr(model, "num_trees"):
@@ -105,6 +107,7 @@ def native_predict_fn(model: Any) -> Callable[[np.ndarray], np.ndarray]:
             threads = 1 if len(x) < 512 else 0
             return booster.predict(x, num_threads=threads)
 
+        setattr(predict, SINGLE_ROW_FAST_PATH, fast is not None)
         return predict
     if hasattr(model, "booster_") and hasattr(model, "predict_proba"):  # LGBMClassifier
         return native_predict_fn(model.booster_)
@@ -113,6 +116,15 @@ def native_predict_fn(model: Any) -> Callable[[np.ndarray], np.ndarray]:
     if callable(model):
         return model
     raise TypeError(f"model: cannot score with a {kind} (no predict_proba, not callable)")
+
+
+#: Attribute of a :func:`native_predict_fn` function: True when one row skips Booster.predict.
+SINGLE_ROW_FAST_PATH = "single_row_fast_path"
+
+
+def uses_single_row_fast_path(model: ScoringModel) -> bool:
+    """True when ``model`` scores one row through LightGBM's single-row fast path."""
+    return bool(getattr(model.predict_proba, SINGLE_ROW_FAST_PATH, False))
 
 
 # --- registry access (MLflow imported lazily) -------------------------------------------

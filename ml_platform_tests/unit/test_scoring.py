@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
+import uuid
 from datetime import datetime
 from pathlib import Path
 
@@ -13,6 +15,7 @@ import pytest
 from pydantic import ValidationError
 
 from ml_platform.serving.schemas import Transaction
+from ml_platform.serving.scoring import SINGLE_ROW_FAST_PATH, native_predict_fn
 from ml_platform_tests.service import support
 
 GOOD = {
@@ -124,13 +127,51 @@ def test_score_transactions_end_to_end_equals_feature_table(platform: support.Pl
         assert a[d]["tx_datetime"].is_monotonic_increasing
 
 
-def test_native_single_row_scoring_is_fast(platform: support.Platform) -> None:
+def test_native_single_row_scoring_is_fast(session_dir: Path) -> None:
+    """A LightGBM champion loaded from the registry scores one row on the fast path."""
     from ml_platform.features import FEATURE_COLUMNS
-    from ml_platform.serving.scoring import time_single_rows
+    from ml_platform.serving.scoring import load_model, time_single_rows, uses_single_row_fast_path
 
-    model = support.scoring_model(platform, platform.champion)
-    figures = time_single_rows(model, platform.features[FEATURE_COLUMNS].to_numpy()[:200], 300)
+    p, _, _ = support.registered_platform(session_dir / "serving_platform")
+    with support.platform_env(p.data_dir):
+        model = load_model("champion")
+    assert type(model.native).__name__ == "Booster"
+    assert uses_single_row_fast_path(model)
+    baseline = support.scoring_model(p, p.champion)
+    baseline = dataclasses.replace(
+        baseline,
+        native=p.champion.baseline.model,
+        predict_proba=native_predict_fn(p.champion.baseline.model),
+    )
+    assert not uses_single_row_fast_path(baseline)  # scikit-learn: predict_proba only
+    figures = time_single_rows(model, p.features[FEATURE_COLUMNS].to_numpy()[:200], 300)
     assert figures["p50_us"] < 1000  # ~30 µs on an idle core; generous for a shared machine
+
+
+def test_fast_path_fallback_is_logged_and_unexpected_errors_propagate(caplog) -> None:
+    """A booster the fast path cannot serve falls back with a WARNING naming the reason."""
+    import lightgbm as lgb
+
+    from ml_platform.serving.lgbm_single_row import SingleRowPredictor
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 3))
+    multiclass = lgb.train(
+        {"objective": "multiclass", "num_class": 3, "verbose": -1, "num_threads": 1},
+        lgb.Dataset(x, rng.integers(0, 3, size=60)),
+        num_boost_round=2,
+    )
+    with caplog.at_level("WARNING", logger="ml_platform.serving.lgbm_single_row"):
+        assert SingleRowPredictor.create(multiclass) is None
+        fn = native_predict_fn(multiclass)
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 2
+    assert "fast path unavailable" in warnings[0].getMessage()
+    assert "3 outputs per row" in warnings[0].getMessage()
+    assert getattr(fn, SINGLE_ROW_FAST_PATH) is False
+    np.testing.assert_array_equal(fn(x[:1]), multiclass.predict(x[:1], num_threads=1))
+    with pytest.raises(AttributeError):
+        SingleRowPredictor.create(object())  # not a booster: a bug, not a fallback
 
 
 def test_single_row_fast_path_is_bit_identical(platform: support.Platform) -> None:
@@ -149,7 +190,8 @@ def test_single_row_fast_path_is_bit_identical(platform: support.Platform) -> No
     through_model = np.array([model.score(x[i])[0] for i in range(len(x))])
     assert np.array_equal(through_model, reference)
     assert np.array_equal(model.score(x), reference)  # several rows: Booster.predict
-    # not a single float64 row of the right width: not for the fast path
+    # one float64 row of the right width takes the fast path; anything else does not
+    assert fast.applies(x[:1]) and fast.applies(x[7:8])
     assert not fast.applies(x[:2]) and not fast.applies(x[:1, :-1])
     assert not fast.applies(x[:1].astype(np.float32))
     fast.close()
@@ -173,6 +215,69 @@ def test_incompatible_model_is_refused(platform: support.Platform) -> None:
 # --- prediction log --------------------------------------------------------------------------
 
 
+_REQUEST_FIELDS = ("transaction_id", "tx_datetime", "customer_id", "terminal_id", "tx_amount")
+
+
+def _request(rows: pd.DataFrame, i: int) -> dict:
+    return {k: rows.loc[i, k] for k in _REQUEST_FIELDS}
+
+
+def _entry(rows: pd.DataFrame, x: np.ndarray, i: int, model, shadow=None):
+    """The log entry the API hands over for row ``i`` (scored by ``model``)."""
+    from ml_platform.serving.prediction_log import LogEntry
+
+    score = float(model.score(x[i])[0])
+    return LogEntry(
+        time.time(),
+        uuid.uuid4().hex,
+        "/predict",
+        _request(rows, i),
+        x[i],
+        score,
+        model,
+        1.0,
+        shadow=shadow,
+    )
+
+
+def test_request_path_does_not_wait_for_the_log_write(
+    platform: support.Platform, tmp_path: Path
+) -> None:
+    """With the log database locked by another writer, submit still returns at once; the
+    rows arrive once the lock is released."""
+    import sqlite3
+
+    from ml_platform.features import FEATURE_COLUMNS
+    from ml_platform.serving.prediction_log import PredictionLogWriter, read_prediction_log
+
+    champion = support.scoring_model(platform, platform.champion, "1")
+    rows = platform.features.tail(20).reset_index(drop=True)
+    x = rows[FEATURE_COLUMNS].to_numpy()
+    entries = [_entry(rows, x, i, champion) for i in range(len(rows))]
+    path = tmp_path / "locked.sqlite"
+    writer = PredictionLogWriter(path, FEATURE_COLUMNS, flush_seconds=0.01)
+    lock = sqlite3.connect(path, isolation_level=None, timeout=0)
+    lock.execute("BEGIN IMMEDIATE")  # holds the write lock: every insert must wait
+    try:
+        submit_seconds = []
+        for e in entries:
+            t = time.perf_counter()
+            writer.submit(e)
+            submit_seconds.append(time.perf_counter() - t)
+            time.sleep(0.01)  # the writer thread wakes up and blocks on the lock meanwhile
+        assert max(submit_seconds) < 0.05  # a blocked insert would hold submit for 30 s
+        assert not writer.flush(timeout=0.3)  # the writes really are waiting on the lock
+        assert lock.execute("SELECT COUNT(*) FROM prediction_log").fetchone() == (0,)
+    finally:
+        lock.execute("ROLLBACK")
+        lock.close()
+    assert writer.flush()
+    writer.close()
+    log = read_prediction_log(path)
+    assert log["request_id"].tolist() == [e.request_id for e in entries]
+    assert writer.written == len(entries) and writer.dropped == 0
+
+
 def test_prediction_log_is_async_appends_and_scores_shadow(
     platform: support.Platform, tmp_path: Path
 ) -> None:
@@ -189,29 +294,9 @@ def test_prediction_log_is_async_appends_and_scores_shadow(
     x = rows[FEATURE_COLUMNS].to_numpy()
     path = tmp_path / "log.sqlite"
     writer = PredictionLogWriter(path, FEATURE_COLUMNS, flush_seconds=0.05)
-    submit_times = []
-    for i, r in rows.iterrows():
-        tx = {
-            k: r[k]
-            for k in ("transaction_id", "tx_datetime", "customer_id", "terminal_id", "tx_amount")
-        }
-        score = float(champion.score(x[i])[0])
-        t = time.perf_counter()
-        writer.submit(
-            LogEntry(
-                time.time(),
-                writer.new_request_id(),
-                "/predict",
-                tx,
-                x[i],
-                score,
-                champion,
-                1.0,
-                shadow=shadow if i % 2 == 0 else None,
-            )
-        )
-        submit_times.append(time.perf_counter() - t)
-    assert np.median(submit_times) < 1e-3  # the request path only enqueues
+    for i in range(len(rows)):
+        writer.submit(_entry(rows, x, i, champion, shadow=shadow if i % 2 == 0 else None))
+    tx = _request(rows, 0)
     assert writer.flush()
     log = read_prediction_log(path)
     main, shadows = log[log["role"] == "champion"], log[log["role"] == "shadow"]
