@@ -258,6 +258,8 @@ def export_edge(
             "trees_kept": choice["trees_total"],
             "edge_threshold": model.threshold,
             "fallback": "report AP loss too high",
+            "pruned_trees": choice["trees_kept"],
+            "pruned_average_precision": round(edge_ap, 6),
         }
         edge = _OnnxScorer(blob)
         edge_scores = edge(x)
