@@ -22,18 +22,32 @@ from ml_platform.features.online import OnlineFeatureEngine
 from ml_platform.features.stores.base import OnlineStore
 from ml_platform.features.stores.redis import RedisStore
 from ml_platform.features.stores.sqlite import SQLiteStore
+from ml_platform_tests.production.conftest import unavailable
 from ml_platform_tests.unit.test_features_batch import histories
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
-def _redis_available() -> bool:
+def require_redis(url: str = REDIS_URL) -> None:
+    """Redis must answer: under ``CI=true`` an unreachable Redis fails the test, else skips."""
     import redis
 
     try:
-        return bool(redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1).ping())
-    except redis.RedisError:
-        return False
+        redis.Redis.from_url(url, socket_connect_timeout=1).ping()
+    except redis.RedisError as exc:
+        unavailable(f"Redis at {url}", exc)
+
+
+def test_unreachable_redis_fails_under_ci(monkeypatch) -> None:
+    from ml_platform_tests.service.support import free_port
+
+    closed = f"redis://127.0.0.1:{free_port()}/0"
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match=f"Redis at {closed} unreachable"):
+        require_redis(closed)
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match="unreachable"):
+        require_redis(closed)
 
 
 @pytest.fixture(scope="module", params=["sqlite", "redis"])
@@ -46,8 +60,7 @@ def store_factory(request, tmp_path_factory) -> Iterator:
             path = tmp_path_factory.mktemp("online") / f"{uuid.uuid4().hex}.sqlite"
             s: OnlineStore = SQLiteStore(path, label_delay_days=label_delay_days)
         else:
-            if not _redis_available():
-                pytest.skip("Redis not reachable at 127.0.0.1:6379")
+            require_redis()
             prefix = f"mlp-test-{uuid.uuid4().hex[:12]}:fs"
             s = RedisStore(REDIS_URL, prefix=prefix, label_delay_days=label_delay_days)
         made.append(s)
@@ -83,9 +96,12 @@ def test_online_equals_batch(store_factory, tx: pd.DataFrame, d: int, data) -> N
     engine = OnlineFeatureEngine(store, label_delay_days=d)
     batch = build_features(tx, label_delay_days=d).set_index("transaction_id")
 
-    # Half the history bulk-loaded as of a cut-off (the asset's path), the rest replayed.
+    # Part of the history bulk-loaded as of a cut-off (the asset's path), the rest replayed;
+    # the cut-off is before the last timestamp, so every case replays rows and compares them.
     order = tx.sort_values(["tx_datetime", "transaction_id"]).reset_index(drop=True)
-    k = data.draw(st.integers(0, len(order)), label="loaded rows")
+    times = order["tx_datetime"]
+    cuts = [0, *(k for k in range(1, len(order)) if times.iloc[k - 1] < times.iloc[-1])]
+    k = data.draw(st.sampled_from(cuts), label="loaded rows")
     if k:
         as_of = order["tx_datetime"].iloc[k - 1]
         head = order[order["tx_datetime"] <= as_of]
@@ -95,9 +111,9 @@ def test_online_equals_batch(store_factory, tx: pd.DataFrame, d: int, data) -> N
         rest = order[order["tx_datetime"] > as_of]
     else:
         rest = order
-    if rest.empty:
-        return
+    assert not rest.empty
     online = replay(engine, rest)
+    assert len(online) == len(rest)
     np.testing.assert_allclose(
         online.to_numpy(float),
         batch.loc[online.index, FEATURE_COLUMNS].to_numpy(float),
