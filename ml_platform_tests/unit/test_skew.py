@@ -1,13 +1,18 @@
-"""Serving skew: zero on the batch engine's own numbers, found when a feature is tampered."""
+"""Serving skew: zero when the online engine logged the features, found when one is tampered."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from ml_platform.data.contract import TRANSACTION_ID, TX_DATETIME
 from ml_platform.features import FEATURE_COLUMNS, build_features
-from ml_platform.monitoring.skew import compare_features, serving_skew
+from ml_platform.features.online import OnlineFeatureEngine
+from ml_platform.features.stores.sqlite import SQLiteStore
+from ml_platform.monitoring.skew import REQUEST_COLUMNS, compare_features, serving_skew
 
 
 def history_and_requests(seed: int = 3) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -32,17 +37,43 @@ def history_and_requests(seed: int = 3) -> tuple[pd.DataFrame, pd.DataFrame]:
     return history, requests
 
 
-def logged_features(history: pd.DataFrame, requests: pd.DataFrame) -> pd.DataFrame:
-    """What a skew-free online engine would log: the same definitions, same history."""
-    both = pd.concat([history, requests.assign(tx_fraud=np.int8(0))], ignore_index=True)
-    feats = build_features(both, label_delay_days=7)
-    feats = feats[feats["transaction_id"].isin(requests["transaction_id"])]
-    return feats[["transaction_id", *FEATURE_COLUMNS]].reset_index(drop=True)
+def online_logged_features(
+    history: pd.DataFrame,
+    requests: pd.DataFrame,
+    store_path: Path,
+    label_delay_days: int = 7,
+) -> pd.DataFrame:
+    """What the API logs: the online engine on a store bulk-loaded with ``history`` as of
+    the end of its last day (the ``online_feature_store`` asset's path), then each request
+    computed and recorded in event order, from the request fields only.
+
+    Labels are recorded as soon as known (as the parity proof does): the engine itself must
+    ignore those newer than t - d.
+    """
+    store = SQLiteStore(store_path, label_delay_days=label_delay_days)
+    try:
+        engine = OnlineFeatureEngine(store, label_delay_days=label_delay_days)
+        as_of = requests[TX_DATETIME].min().normalize() - pd.Timedelta(1, "ns")
+        store.load(history, as_of)
+        engine.record_labels(history)
+        ordered = requests.sort_values([TX_DATETIME, TRANSACTION_ID])
+        rows = ordered[list(REQUEST_COLUMNS)].to_dict("records")
+        x = np.vstack([engine.compute_and_record(r) for r in rows])
+    finally:
+        store.close()
+    out = pd.DataFrame(x, columns=FEATURE_COLUMNS)
+    out.insert(0, TRANSACTION_ID, ordered[TRANSACTION_ID].to_numpy())
+    return out
 
 
-def test_no_skew_when_engines_agree():
+@pytest.fixture
+def logged(tmp_path: Path) -> pd.DataFrame:
     history, requests = history_and_requests()
-    logged = logged_features(history, requests)
+    return online_logged_features(history, requests, tmp_path / "online.sqlite")
+
+
+def test_no_skew_when_engines_agree(logged: pd.DataFrame):
+    history, requests = history_and_requests()
     result = serving_skew(requests, logged, history, FEATURE_COLUMNS, label_delay_days=7)
     assert result.n_logged == len(requests) > 20
     assert result.n_compared == result.n_logged and result.n_missing == 0
@@ -50,9 +81,8 @@ def test_no_skew_when_engines_agree():
     assert (result.table["n_mismatch"] == 0).all()
 
 
-def test_injected_mismatch_is_found_with_rate_and_magnitude():
+def test_injected_mismatch_is_found_with_rate_and_magnitude(logged: pd.DataFrame):
     history, requests = history_and_requests()
-    logged = logged_features(history, requests)
     tampered = logged.copy()
     rows = tampered.index[::4]  # a quarter of the requests
     tampered.loc[rows, "customer_id_nb_tx_7day_window"] += 1  # e.g. a stale online state
@@ -73,9 +103,8 @@ def test_injected_mismatch_is_found_with_rate_and_magnitude():
     assert table.loc["tx_amount"].n_mismatch == 0
 
 
-def test_tolerance_and_missing_rows():
+def test_tolerance_and_missing_rows(logged: pd.DataFrame):
     history, requests = history_and_requests()
-    logged = logged_features(history, requests)
     noisy = logged.copy()
     noisy["tx_amount"] += 1e-12  # float noise far below the tolerance
     batch = build_features(
@@ -87,8 +116,8 @@ def test_tolerance_and_missing_rows():
     assert result.n_missing == 1 and not result.ok
 
 
-def test_missing_feature_column_is_named():
+def test_missing_feature_column_is_named(logged: pd.DataFrame):
     history, requests = history_and_requests()
-    logged = logged_features(history, requests).drop(columns="tx_during_night")
+    logged = logged.drop(columns="tx_during_night")
     with pytest.raises(ValueError, match="logged.tx_during_night"):
         serving_skew(requests, logged, history, FEATURE_COLUMNS, label_delay_days=7)
