@@ -2,8 +2,9 @@
 
 Simulated days (with the drift switch) -> validated transactions and batch features in the
 lake -> a real model trained on them and registered as champion in a test MLflow -> batch
-predictions -> API answers in the real prediction log (written by the serving stage's
-writer), one of them with a tampered feature. Built once per test module (~10-20 s).
+predictions -> API answers (features from the online engine on the store loaded with the
+earlier days) in the real prediction log (written by the serving stage's writer), one of
+them with a tampered feature. Built once per test module (~10-20 s).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import pandas as pd
 
 from ml_platform.data import lake
 from ml_platform.data.contract import TX_DATETIME
+from ml_platform_tests.unit.test_skew import online_logged_features
 
 TAMPERED_FEATURE = "customer_id_nb_tx_7day_window"
 
@@ -34,6 +36,7 @@ class World:
 def build_world(settings, *, n_days: int = 36, drift_from: int = 30, n_logged: int = 40) -> World:
     from ml_platform.data.simulator import generate_day
     from ml_platform.features import FEATURE_COLUMNS, FEATURE_VERSION, build_features
+    from ml_platform.features.stores.base import sqlite_path
     from ml_platform.serving.prediction_log import (
         LogEntry,
         PredictionLogWriter,
@@ -94,10 +97,12 @@ def build_world(settings, *, n_days: int = 36, drift_from: int = 30, n_logged: i
     for key, frame in parts.items():
         lake.write_partition(frame, s.lake_dir, "batch_predictions", key)
 
-    # the API answered some transactions of the last day; one logged feature is wrong
+    # the API answered some transactions of the last day, its features from the online
+    # engine on the store loaded with the earlier days; one logged feature is wrong
     last = days[-1]
-    today = feats[fday == last].head(n_logged).reset_index(drop=True)
-    raw = tx.set_index("transaction_id").loc[today["transaction_id"]]
+    requests = tx[day_of == last].head(n_logged).reset_index(drop=True)
+    today = online_logged_features(tx[day_of < last], requests, sqlite_path(s))
+    raw = requests.set_index("transaction_id").loc[today["transaction_id"]]
     writer = PredictionLogWriter(prediction_log_path(s), FEATURE_COLUMNS, flush_seconds=0.05)
     tampered_id = int(today["transaction_id"].iloc[5])
     x = today[list(FEATURE_COLUMNS)].to_numpy(dtype=np.float64)
