@@ -6,6 +6,8 @@ import dataclasses
 import subprocess
 import sys
 
+import pytest
+
 from ml_platform.features import FEATURE_COLUMNS, FEATURE_VERSION, REQUIRED_COLUMNS
 from ml_platform.features import definitions as defs
 
@@ -26,10 +28,34 @@ def test_required_columns_come_first_in_issue_order() -> None:
     assert len(set(FEATURE_COLUMNS)) == len(FEATURE_COLUMNS)
 
 
+#: Aggregates computed from fraud labels (written out here, not taken from the module, so
+#: a label aggregate dropped from ``LABEL_AGGREGATES`` is noticed).
+READS_LABELS = {
+    "risk",
+    "fraud_count",
+    "days_since_fraud",
+    "days_since_first_fraud",
+    "fraud_share_since_first",
+    "fraud_mean_amount",
+}
+
+
 def test_every_label_feature_is_delayed() -> None:
+    assert set(defs.LABEL_AGGREGATES) == READS_LABELS
+    label_features = [f for f in defs.FEATURES if f.aggregate in READS_LABELS]
+    assert {f.aggregate for f in label_features} == READS_LABELS  # every kind is in use
     for f in defs.FEATURES:
-        if f.aggregate == "risk" or f.entity == "terminal_id":
+        if f.aggregate in READS_LABELS or f.entity == "terminal_id":
             assert f.delayed, f.name
+
+
+def test_an_undelayed_label_feature_is_refused(monkeypatch) -> None:
+    features = defs.FEATURES
+    for aggregate in sorted(READS_LABELS):
+        f = next(f for f in features if f.aggregate == aggregate)
+        monkeypatch.setattr(defs, "FEATURES", (dataclasses.replace(f, delayed=False),))
+        with pytest.raises(ValueError, match=f"{f.name}.*reads labels"):
+            defs._check()
 
 
 def test_version_is_deterministic_across_processes() -> None:
