@@ -16,7 +16,11 @@ import pandas as pd
 import pytest
 
 from ml_platform.data import lake
-from ml_platform.defs.features.assets import online_feature_store, transaction_features
+from ml_platform.defs.features.assets import (
+    LOOKBACK_DAYS,
+    online_feature_store,
+    transaction_features,
+)
 from ml_platform.defs.partitions import daily_partitions
 from ml_platform.defs.resources import LakeIOManager
 from ml_platform.defs.run import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
@@ -60,7 +64,22 @@ def lake_with_history(settings_env, request):
         store.clear()
 
 
+#: (table, partition keys) of every input the lake IO manager loaded, in order.
+loaded_inputs: list[tuple[str, list[str]]] = []
+
+
+class RecordingLakeIOManager(LakeIOManager):
+    """The lake IO manager, noting which partitions each input load asks it for."""
+
+    def load_input(self, context: dg.InputContext) -> pd.DataFrame:
+        loaded_inputs.append(
+            (context.upstream_output.asset_key.path[-1], list(context.asset_partition_keys))
+        )
+        return super().load_input(context)
+
+
 def _materialize(s, first: str, last: str) -> dg.ExecuteInProcessResult:
+    loaded_inputs.clear()
     return dg.materialize(
         [
             dg.AssetSpec("validated_transactions", partitions_def=daily_partitions),
@@ -68,7 +87,7 @@ def _materialize(s, first: str, last: str) -> dg.ExecuteInProcessResult:
             online_feature_store,
         ],
         selection=[transaction_features, online_feature_store],
-        resources={"io_manager": LakeIOManager(lake_dir=str(s.lake_dir))},
+        resources={"io_manager": RecordingLakeIOManager(lake_dir=str(s.lake_dir))},
         tags={ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last},
         instance=dg.DagsterInstance.ephemeral(),
     )
@@ -119,8 +138,18 @@ def test_assets_write_batch_features_and_load_the_store(lake_with_history) -> No
 
 def test_single_partition_reads_only_its_lookback(lake_with_history) -> None:
     s, tx = lake_with_history
-    result = _materialize(s, "2025-04-03", "2025-04-03")  # look-back reaches before the start
+    key = "2025-04-03"
+    # every later partition is unreadable: reading one (through any path) fails the run
+    for later in lake.list_partitions(s.lake_dir, "validated_transactions"):
+        if later > key:
+            lake.partition_path(s.lake_dir, "validated_transactions", later).write_bytes(b"x")
+    result = _materialize(s, key, key)  # look-back reaches before the start
     assert result.success
+    first = (date.fromisoformat(key) - timedelta(days=LOOKBACK_DAYS)).isoformat()
+    lookback = [k for k in daily_partitions.get_partition_keys() if first <= k <= key]
+    assert lookback == ["2025-04-01", "2025-04-02", key]  # clipped at the first partition
+    # both assets asked the IO manager for exactly the look-back partitions, nothing later
+    assert loaded_inputs == [("validated_transactions", lookback)] * 2
     got = lake.read_partitions(s.lake_dir, "transaction_features", ["2025-04-03"])
     want = build_features(tx).set_index("transaction_id")
     assert (got["tx_datetime"].dt.strftime("%Y-%m-%d") == "2025-04-03").all() and len(got)
