@@ -10,7 +10,6 @@ import uuid
 from datetime import timedelta
 
 import dagster as dg
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -104,31 +103,34 @@ def champion(env):
     return registry.get_model_info("champion"), w
 
 
-def write_drift(settings, day, share: float) -> None:
-    n = 20
-    drifted = np.arange(n) < round(share * n)
-    frame = pd.DataFrame(
-        {
-            "day": day.isoformat(),
-            "column": [f"f{i}" for i in range(n)],
-            "kind": "feature",
-            "method": "Wasserstein distance (normed)",
-            "score": np.where(drifted, 0.5, 0.01),
-            "threshold": 0.1,
-            "drifted": drifted,
-        }
-    )
-    lake.write_partition(frame, settings.lake_dir, "drift_report", day)
+def write_drift(env, n_shifted: int):
+    """A ``drift_report`` partition for the last day made by the drift asset's code: the
+    Evidently tests of a sample of the reference against itself with ``n_shifted`` features
+    moved far off, stored as the asset's table."""
+    from ml_platform.features import FEATURE_COLUMNS
+    from ml_platform.monitoring import daily
+    from ml_platform.monitoring.drift import compute_drift
+
+    s, feats, day = env["settings"], env["features"], env["end"]
+    reference = feats[feats["tx_datetime"].dt.date < s.start_date + timedelta(days=15)]
+    reference = reference[list(FEATURE_COLUMNS)].reset_index(drop=True)
+    current = reference.sample(400, random_state=0).reset_index(drop=True)
+    for col in FEATURE_COLUMNS[:n_shifted]:
+        current[col] = current[col] + 5 * (reference[col].std() or 1.0) + 1.0
+    result = compute_drift(reference, current, FEATURE_COLUMNS)
+    lake.write_partition(daily.drift_frame(result, day), s.lake_dir, "drift_report", day)
+    return result
 
 
 def test_champion_quiet_skips_with_reason(env, instance, champion):
     from ml_platform.defs.automation.sensors import retraining_sensor
 
-    write_drift(env["settings"], env["end"], share=0.05)
+    drift = write_drift(env, n_shifted=0)
+    assert drift.n_features > 20 and drift.drift_share == 0.0
     result, ctx = evaluate(retraining_sensor, instance)
     assert isinstance(result, dg.SkipReason)
     assert result.skip_message.startswith("[none]")
-    assert "drift share 0.050" in result.skip_message
+    assert "drift share 0.000" in result.skip_message
     # labeled days newer than the champion: matured up to day 16, validation ended day 14
     assert "2 new labeled day(s)" in result.skip_message
     assert ctx.cursor is None  # a skip leaves the cursor alone
@@ -137,33 +139,62 @@ def test_champion_quiet_skips_with_reason(env, instance, champion):
 def test_champion_drift_triggers(env, instance, champion):
     from ml_platform.defs.automation.sensors import retraining_sensor
 
-    write_drift(env["settings"], env["end"], share=0.5)
+    drift = write_drift(env, n_shifted=15)
+    assert drift.drift_share > 0.3
     result, _ = evaluate(retraining_sensor, instance)
     assert isinstance(result, dg.RunRequest)
     assert result.tags["ml_platform/trigger"] == "drift"
-    assert "0.500 > threshold 0.300" in result.tags["ml_platform/reason"]
+    assert f"{drift.drift_share:.3f} > threshold 0.300" in result.tags["ml_platform/reason"]
 
 
 def test_champion_performance_drop_triggers(env, instance, champion):
+    """``model_performance`` built by the performance code from batch predictions of a
+    champion version whose scores went wrong (reversed) on three matured days."""
     from ml_platform.defs.automation.sensors import retraining_sensor
+    from ml_platform.monitoring import daily
+    from ml_platform.serving.scoring import ScoringModel, score_by_day
+    from ml_platform.training import registry
 
     info, _ = champion
-    write_drift(env["settings"], env["end"], share=0.05)
-    ref = float(info.tags["valid_average_precision"])
-    perf = pd.DataFrame(
-        {
-            "tx_date": [str(env["end"] - timedelta(days=8))],
-            "model_version": [info.version],
-            "source": ["batch"],
-            "average_precision": [ref - 0.2],
-            "trailing_average_precision": [ref - 0.2],
-            "trailing_days": [3],
-        }
+    s, feats, tx = env["settings"], env["features"], env["tx"]
+    write_drift(env, n_shifted=0)
+    native, _ = registry.load_native_model(info.version)
+    reversed_scores = ScoringModel(
+        name=info.name,
+        version=str(info.version),
+        threshold=0.5,
+        predict_proba=lambda x: 1.0 - native.predict_proba(x)[:, 1],
     )
-    lake.atomic_write_parquet(perf, env["settings"].lake_dir / "model_performance" / lake.FILE_NAME)
-    result, _ = evaluate(retraining_sensor, instance)
+    days = [env["end"] - timedelta(days=k) for k in (10, 9, 8)]
+    keyed = tx[["transaction_id", "customer_id", "terminal_id"]].merge(feats, on="transaction_id")
+    for key, frame in score_by_day(keyed, reversed_scores, days).items():
+        lake.write_partition(frame, s.lake_dir, "batch_predictions", key)
+    tx_day = tx["tx_datetime"].dt.date
+    for d in days:
+        part = tx[tx_day == d].reset_index(drop=True)
+        lake.write_partition(part, s.lake_dir, "validated_transactions", d)
+    outcomes = daily.outcomes_from_lake(s, days)
+    table = daily.model_performance_table(outcomes, pd.DataFrame(), s.performance_window_days)
+    lake.atomic_write_parquet(table, s.lake_dir / "model_performance" / lake.FILE_NAME)
+
+    last = table.sort_values("tx_date").iloc[-1]
+    assert last["trailing_days"] == s.performance_window_days
+    ref = float(info.tags["valid_average_precision"])
+    drop = ref - last["trailing_average_precision"]
+    # the small test champion's reference AP is low: a margin below the measured drop
+    margin = round(drop / 2, 4)
+    assert drop > margin > 0
+    mp = env["mp"]
+    mp.setenv("ML_PLATFORM_RETRAIN_PERFORMANCE_MARGIN", str(margin))
+    get_settings.cache_clear()
+    try:
+        result, _ = evaluate(retraining_sensor, instance)
+    finally:
+        mp.delenv("ML_PLATFORM_RETRAIN_PERFORMANCE_MARGIN")
+        get_settings.cache_clear()
     assert isinstance(result, dg.RunRequest)
     assert result.tags["ml_platform/trigger"] == "performance"
+    assert f"margin {margin:.3f}" in result.tags["ml_platform/reason"]
 
 
 def test_new_data_sensor(env, instance, tmp_path):

@@ -95,8 +95,7 @@ def test_sensors_and_schedules_show_their_default_state(ui_platform, page) -> No
     """Every sensor and schedule is on the Automation page, switched on iff it defaults to
     RUNNING (the retraining sensor must be live on a fresh instance)."""
     automations = ui_platform.inventory.automations
-    if not automations:
-        pytest.skip("the definitions have no sensors or schedules yet")
+    assert automations, "the definitions have no sensors or schedules"
     expected = {(a["kind"], a["name"]): a["default_status"] == "RUNNING" for a in automations}
     assert expected.get(("sensors", "retraining_sensor")) is True, expected
     assert ui.read_automation_switches(page, ui_platform.url, expected) == expected
@@ -157,11 +156,12 @@ def test_drift_report_link_opens_the_evidently_report(ui_platform, page, populat
 
     drifted = [c.strip() for c in shown["drifted_features"]["text"].split(",")]
     drifted = [c for c in drifted if c and c != "-"]
-    report = ui.open_drift_report(page, href, column=drifted[0] if drifted else None)
+    assert drifted, f"the drift day {day} has no drifted feature to follow into the report"
+    report = ui.open_drift_report(page, href, column=drifted[0])
     assert report["title"] == "Dataset Drift"
     assert re.match(
         r"Drift is (not )?detected for [\d.]+% of columns \(\d+ out of \d+\)", report["summary"]
     ), report
-    if drifted:  # the first drifted feature of the metadata is "Detected" in the report
-        assert report["row"].startswith(drifted[0]), report
-        assert " Detected " in f" {report['row']} " and "Not Detected" not in report["row"], report
+    # the first drifted feature of the metadata is "Detected" in the report
+    assert report["row"].startswith(drifted[0]), report
+    assert " Detected " in f" {report['row']} " and "Not Detected" not in report["row"], report
