@@ -407,3 +407,41 @@ def test_log_stats_match_the_prediction_log(api: Api, day_run, registered) -> No
         time.sleep(0.1)
     assert status == 200 and stats == {"written": rows, "dropped": 0, "shadow_errors": 0}
     assert rows >= 2 * len(day_run[0])  # the day's champion and shadow rows at least
+
+
+def test_failing_shadow_is_counted_and_the_champion_still_answers(
+    api: Api, served, day_run, registered, tmp_path: Path
+) -> None:
+    """A challenger that loads but cannot score: every request still answered, errors counted."""
+    from ml_platform.features import FEATURE_COLUMNS
+    from ml_platform.training import models, registry
+
+    p, _, _ = registered
+    champion, challenger = served
+    # registered with the code's feature list, trained on one feature fewer
+    gbm = models.fit_lightgbm(p.train, list(FEATURE_COLUMNS[:-1]), num_boost_round=5, threads=1)
+    with support.platform_env(p.data_dir, model_name=SVC_MODEL):
+        broken = _register_from_dir(_save_booster(gbm.model, tmp_path / "m"), challenger)
+        registry.set_alias("challenger", broken, who="tests", why="failing shadow")
+    try:
+        status, body = api.call("POST", "/reload")
+        assert body["serving"] == {"champion": champion, "challenger": broken}, body
+        before = api.call("GET", "/log_stats")[1]
+        for i in range(3):
+            status, answer = api.call("POST", "/predict", {**GOOD, "transaction_id": 200 + i})
+            assert status == 200 and answer["model_version"] == champion, answer
+        deadline = time.monotonic() + 10
+        while True:
+            stats = api.call("GET", "/log_stats")[1]
+            if stats["written"] >= before["written"] + 3 or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert stats == {
+            "written": before["written"] + 3,  # the champion rows, no shadow row
+            "dropped": before["dropped"],
+            "shadow_errors": before["shadow_errors"] + 3,
+        }, (before, stats)
+    finally:
+        with support.platform_env(p.data_dir, model_name=SVC_MODEL):
+            registry.set_alias("challenger", challenger, who="tests", why="restore")
+    assert api.call("POST", "/reload")[1]["serving"]["challenger"] == challenger
