@@ -13,6 +13,7 @@ import functools
 import http.client
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -28,6 +29,10 @@ import pytest
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 SERVICE = "ml_platform.serving.service:FraudDetector"
+#: BentoML 1.4's log line when a worker's service instance is up (worker id captured).
+WORKER_READY = re.compile(
+    r"\[entry_service:fraud_detector:(\d+)\] Service fraud_detector initialized"
+)
 START = date(2025, 4, 1)
 END = date(2025, 5, 15)
 LABEL_DELAY = 7
@@ -222,17 +227,26 @@ def _ready(port: int) -> bool:
         conn.close()
 
 
+def _workers_initialized(log_path: Path) -> int:
+    """How many API worker processes have finished ``__init__`` (from BentoML's log)."""
+    text = log_path.read_text(errors="replace") if log_path.exists() else ""
+    return len(set(WORKER_READY.findall(text)))
+
+
 @contextlib.contextmanager
 def bentoml_serve(
     env: dict[str, str], log_path: Path, ready_timeout: float = 120
 ) -> Iterator[subprocess.Popen]:
     """The real ``bentoml serve`` of the fraud API, ready when yielded, stopped on exit.
 
+    Ready means ``/readyz`` answers and every worker (``ML_PLATFORM_SERVING_WORKERS``)
+    has initialised: one ready worker already answers ``/readyz`` for all.
     Its own process group (workers included) gets SIGTERM, so BentoML's shutdown hooks
     run (the prediction log is flushed); SIGKILL only if it has not stopped in 15 s.
     """
     bentoml = Path(sys.executable).with_name("bentoml")
     port = int(env["ML_PLATFORM_SERVING_PORT"])
+    workers = int(env.get("ML_PLATFORM_SERVING_WORKERS", "1"))
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
             [str(bentoml), "serve", SERVICE],
@@ -244,7 +258,7 @@ def bentoml_serve(
         )
     try:
         deadline = time.monotonic() + ready_timeout
-        while not _ready(port):
+        while not (_ready(port) and _workers_initialized(log_path) >= workers):
             if proc.poll() is not None:
                 pytest.fail(f"bentoml serve exited {proc.returncode}:\n{log_tail(log_path)}")
             if time.monotonic() > deadline:
