@@ -9,17 +9,16 @@ records (passed in; Dagster is not imported by this module).
 from __future__ import annotations
 
 import math
-import re
 from collections import defaultdict
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-_SAMPLE = re.compile(
-    r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>[^}]*)\})?\s+(?P<value>\S+)"
-)
-_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+#: BentoML 1.4's request histogram (one series per endpoint and HTTP response code).
+REQUEST_DURATION = "bentoml_service_request_duration_seconds"
+ENDPOINT_LABEL = "endpoint"
+STATUS_LABEL = "http_response_code"
 
 
 def latency_stats(log: pd.DataFrame) -> dict[str, Any]:
@@ -61,31 +60,21 @@ def latency_stats(log: pd.DataFrame) -> dict[str, Any]:
 
 
 def parse_prometheus(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
-    """Prometheus text exposition -> ``{metric name: [(labels, value), ...]}``."""
+    """Prometheus text exposition -> ``{sample name: [(labels, value), ...]}``.
+
+    Sample names keep their suffix (``..._bucket``, ``..._count``, ``..._total``), as
+    scraped; parsing is ``prometheus_client``'s, so any valid exposition is read.
+    """
+    from prometheus_client.parser import text_string_to_metric_families
+
     metrics: dict[str, list[tuple[dict[str, str], float]]] = defaultdict(list)
-    for line in text.splitlines():
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        m = _SAMPLE.match(line)
-        if m is None:
-            raise ValueError(f"prometheus: cannot parse line {line[:80]!r}")
-        labels = dict(_LABEL.findall(m.group("labels") or ""))
-        try:
-            value = _float(m.group("value"))
-        except ValueError:
-            raise ValueError(f"prometheus: bad sample value in line {line[:80]!r}") from None
-        metrics[m.group("name")].append((labels, value))
+    try:
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                metrics[sample.name].append((dict(sample.labels), float(sample.value)))
+    except ValueError as exc:
+        raise ValueError(f"prometheus: cannot parse the /metrics text ({exc})") from None
     return dict(metrics)
-
-
-def _float(value: str) -> float:
-    v = value.lower()
-    if v in ("+inf", "inf"):
-        return math.inf
-    if v == "-inf":
-        return -math.inf
-    return float(value)
 
 
 def histogram_quantile(buckets: list[tuple[float, float]], q: float) -> float | None:
@@ -110,29 +99,36 @@ def histogram_quantile(buckets: list[tuple[float, float]], q: float) -> float | 
 
 
 def bentoml_request_metrics(text: str) -> dict[str, dict[str, Any]]:
-    """Per-endpoint request count and latency quantiles from BentoML's ``/metrics``.
+    """Per-endpoint request count, counts per HTTP code and latency from BentoML's ``/metrics``.
 
-    BentoML exposes ``<prefix>request_duration_seconds`` histograms labelled by endpoint and
-    status (the prefix depends on the service); every histogram whose name ends that way
-    is read.
+    Read from the ``bentoml_service_request_duration_seconds`` histogram: ``count`` and
+    ``by_status`` from its ``_count`` series, ``mean_ms`` from ``_sum``, and p50/p95/p99
+    interpolated in its buckets summed over response codes (PromQL's
+    ``histogram_quantile``), so they cover every answered request of the endpoint.
     """
     metrics = parse_prometheus(text)
+    buckets: dict[str, dict[float, float]] = defaultdict(lambda: defaultdict(float))
+    by_status: dict[str, dict[str, int]] = defaultdict(dict)
+    seconds: dict[str, float] = defaultdict(float)
+    for labels, value in metrics.get(f"{REQUEST_DURATION}_bucket", []):
+        buckets[labels.get(ENDPOINT_LABEL, "")][float(labels["le"])] += value
+    for labels, value in metrics.get(f"{REQUEST_DURATION}_count", []):
+        endpoint, code = labels.get(ENDPOINT_LABEL, ""), labels.get(STATUS_LABEL, "")
+        by_status[endpoint][code] = by_status[endpoint].get(code, 0) + int(value)
+    for labels, value in metrics.get(f"{REQUEST_DURATION}_sum", []):
+        seconds[labels.get(ENDPOINT_LABEL, "")] += value
     out: dict[str, dict[str, Any]] = {}
-    for name, samples in metrics.items():
-        if not name.endswith("request_duration_seconds_bucket"):
-            continue
-        per_endpoint: dict[str, dict[float, float]] = defaultdict(lambda: defaultdict(float))
-        for labels, value in samples:
-            endpoint = labels.get("endpoint", "")
-            per_endpoint[endpoint][_float(labels.get("le", "+Inf"))] += value
-        for endpoint, buckets in per_endpoint.items():
-            pairs = sorted(buckets.items())
-            out[endpoint] = {
-                "count": int(pairs[-1][1]) if pairs else 0,
-                "p50_ms": _ms(histogram_quantile(pairs, 0.5)),
-                "p95_ms": _ms(histogram_quantile(pairs, 0.95)),
-                "p99_ms": _ms(histogram_quantile(pairs, 0.99)),
-            }
+    for endpoint in sorted(by_status):
+        pairs = sorted(buckets[endpoint].items())
+        count = sum(by_status[endpoint].values())
+        out[endpoint] = {
+            "count": count,
+            "by_status": dict(sorted(by_status[endpoint].items())),
+            "mean_ms": _ms(seconds[endpoint] / count) if count else None,
+            "p50_ms": _ms(histogram_quantile(pairs, 0.5)),
+            "p95_ms": _ms(histogram_quantile(pairs, 0.95)),
+            "p99_ms": _ms(histogram_quantile(pairs, 0.99)),
+        }
     return out
 
 

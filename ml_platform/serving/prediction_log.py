@@ -150,6 +150,19 @@ class PredictionLogWriter:
         else:
             self._pending.append(entry)
 
+    @property
+    def pending(self) -> int:
+        """Entries submitted and not yet taken by the writer thread."""
+        return len(self._pending)
+
+    def stats(self) -> dict[str, int]:
+        """Rows committed, entries dropped (queue full or closing), shadow scorings failed."""
+        return {
+            "written": self.written,
+            "dropped": self.dropped,
+            "shadow_errors": self.shadow_errors,
+        }
+
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until everything submitted so far is on disk (tests, shutdown)."""
         deadline = time.monotonic() + timeout

@@ -46,6 +46,10 @@ class NoModelError(LookupError):
     """The registry has no model under the requested alias (e.g. no champion yet)."""
 
 
+class ModelLoadError(RuntimeError):
+    """An alias points at a version that cannot be served (its message names the version)."""
+
+
 @dataclass(frozen=True)
 class ScoringModel:
     """A registered model ready to score 2-D float64 numpy rows in FEATURE_COLUMNS order."""
@@ -189,8 +193,9 @@ class ModelSlots:
     """Champion and challenger currently served; swapped atomically on reload.
 
     ``refresh`` asks the registry which versions the aliases point at and loads only what
-    changed, so polling costs one lookup per alias. A registry error keeps the models
-    already loaded (the service keeps answering) and is reported in ``last_error``.
+    changed, so polling costs one lookup per alias. A registry error or a version that
+    cannot be loaded keeps the models already loaded (the service keeps answering) and is
+    reported in ``last_error``, naming the version and the reason.
     """
 
     def __init__(
@@ -239,7 +244,13 @@ class ModelSlots:
             return
         if current is not None and current.version == version:
             return
-        model = self._loader(version)
+        try:
+            model = self._loader(version)
+        except Exception as exc:
+            kept = f"still serving version {current.version}" if current else "nothing served"
+            raise ModelLoadError(
+                f"version {version} cannot be loaded ({type(exc).__name__}: {exc}); {kept}"
+            ) from exc
         # the alias moved between the lookup and the load: keep the version we loaded
         self._models[alias] = _with_alias(model, alias)
         log.info("serving %s = %s version %s", alias, model.name, model.version)

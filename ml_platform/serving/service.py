@@ -252,8 +252,7 @@ class FraudDetector:
     @admin.get("/log_stats")
     def log_stats(self) -> dict[str, int]:
         """Prediction-log writer counters (rows written, entries dropped, shadow errors)."""
-        w = self.log_writer
-        return {"written": w.written, "dropped": w.dropped, "shadow_errors": w.shadow_errors}
+        return self.log_writer.stats()
 
 
 # Bearer-token auth (if ML_PLATFORM_API_TOKEN is set) and the request body limit.

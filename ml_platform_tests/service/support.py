@@ -10,15 +10,29 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import http.client
+import json
 import os
+import re
+import signal
 import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
+PROJECT_DIR = Path(__file__).resolve().parents[2]
+SERVICE = "ml_platform.serving.service:FraudDetector"
+#: BentoML 1.4's log line when a worker's service instance is up (worker id captured).
+WORKER_READY = re.compile(
+    r"\[entry_service:fraud_detector:(\d+)\] Service fraud_detector initialized"
+)
 START = date(2025, 4, 1)
 END = date(2025, 5, 15)
 LABEL_DELAY = 7
@@ -41,7 +55,7 @@ def platform_env(data_dir: Path, **extra: str) -> Iterator[None]:
     """Point the settings at ``data_dir`` (and extra ML_PLATFORM_* values) for a block."""
     from ml_platform.settings import get_settings
 
-    mp = __import__("pytest").MonkeyPatch()
+    mp = pytest.MonkeyPatch()
     try:
         mp.setenv("ML_PLATFORM_DATA_DIR", str(data_dir))
         for key, value in extra.items():
@@ -149,6 +163,123 @@ def service_env(data_dir: Path, port: int) -> dict[str, str]:
         }
     )
     return env
+
+
+def log_tail(path: Path, chars: int = 3000) -> str:
+    """The end of a service log, for failure messages."""
+    return path.read_text(errors="replace")[-chars:] if path.exists() else "(no log)"
+
+
+class Api:
+    """JSON client for a running service: one connection per request, never a retry.
+
+    A connection error fails the test with the end of the service log: a service that
+    died or hung up must show, not be papered over by a reconnect. ``slowest`` keeps each
+    path's slowest round trip (seconds), an upper bound for the server-side latency.
+    """
+
+    def __init__(self, port: int, log_path: Path | None = None) -> None:
+        self.port = port
+        self.log_path = log_path
+        self.slowest: dict[str, float] = {}
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        body: object = None,
+        raw: bytes | None = None,
+        content_type: str = "application/json",
+    ) -> tuple[int, object]:
+        data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+        headers = {"Content-Type": content_type} if data is not None else {}
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        t0 = time.perf_counter()
+        try:
+            conn.request(method, path, body=data, headers=headers)
+            resp = conn.getresponse()
+            text = resp.read().decode()
+        except (OSError, http.client.HTTPException) as exc:
+            tail = log_tail(self.log_path) if self.log_path else "(no log)"
+            pytest.fail(
+                f"{method} {path}: connection to the service failed "
+                f"({type(exc).__name__}: {exc}); service log:\n{tail}"
+            )
+        finally:
+            conn.close()
+        elapsed = time.perf_counter() - t0
+        self.slowest[path] = max(self.slowest.get(path, 0.0), elapsed)
+        try:
+            return resp.status, json.loads(text)
+        except json.JSONDecodeError:
+            return resp.status, text
+
+
+def _ready(port: int) -> bool:
+    """``GET /readyz`` answers 200 (refused connections are expected while starting)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.request("GET", "/readyz")
+        return conn.getresponse().status == 200
+    except (OSError, http.client.HTTPException):
+        return False
+    finally:
+        conn.close()
+
+
+def _workers_initialized(log_path: Path) -> int:
+    """How many API worker processes have finished ``__init__`` (from BentoML's log)."""
+    text = log_path.read_text(errors="replace") if log_path.exists() else ""
+    return len(set(WORKER_READY.findall(text)))
+
+
+@contextlib.contextmanager
+def bentoml_serve(
+    env: dict[str, str], log_path: Path, ready_timeout: float = 120
+) -> Iterator[subprocess.Popen]:
+    """The real ``bentoml serve`` of the fraud API, ready when yielded, stopped on exit.
+
+    Ready means ``/readyz`` answers and every worker (``ML_PLATFORM_SERVING_WORKERS``)
+    has initialised: one ready worker already answers ``/readyz`` for all.
+    Its own process group (workers included) gets SIGTERM, so BentoML's shutdown hooks
+    run (the prediction log is flushed); SIGKILL only if it has not stopped in 15 s.
+    """
+    bentoml = Path(sys.executable).with_name("bentoml")
+    port = int(env["ML_PLATFORM_SERVING_PORT"])
+    workers = int(env.get("ML_PLATFORM_SERVING_WORKERS", "1"))
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            [str(bentoml), "serve", SERVICE],
+            cwd=PROJECT_DIR,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + ready_timeout
+        while not (_ready(port) and _workers_initialized(log_path) >= workers):
+            if proc.poll() is not None:
+                pytest.fail(f"bentoml serve exited {proc.returncode}:\n{log_tail(log_path)}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"service not ready in {ready_timeout} s:\n{log_tail(log_path)}")
+            time.sleep(0.25)
+        yield proc
+    finally:
+        stop_service(proc)
+
+
+def stop_service(proc: subprocess.Popen) -> None:
+    """SIGTERM the service's process group and wait; SIGKILL if it hangs (idempotent)."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:  # already gone, workers included
+        return
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(5)
 
 
 @functools.cache

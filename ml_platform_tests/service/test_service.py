@@ -7,13 +7,9 @@ a restart. Predictions are compared with offline scoring of the same transaction
 
 from __future__ import annotations
 
-import http.client
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
+from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -27,39 +23,9 @@ pytestmark = pytest.mark.slow
 
 SVC_MODEL = "fraud_detector_svc"
 DAY = support.END
-PROJECT_DIR = Path(__file__).resolve().parents[2]
 
 
-class Api:
-    """Keep-alive JSON client for the service under test."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-
-    def call(
-        self,
-        method: str,
-        path: str,
-        body: object = None,
-        raw: bytes | None = None,
-        content_type: str = "application/json",
-    ) -> tuple[int, object]:
-        data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
-        headers = {"Content-Type": content_type} if data is not None else {}
-        try:
-            self.conn.request(method, path, body=data, headers=headers)
-            resp = self.conn.getresponse()
-        except (ConnectionError, http.client.HTTPException):
-            self.conn.close()
-            self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-            self.conn.request(method, path, body=data, headers=headers)
-            resp = self.conn.getresponse()
-        text = resp.read().decode()
-        try:
-            return resp.status, json.loads(text)
-        except json.JSONDecodeError:
-            return resp.status, text
+Api = support.Api
 
 
 @pytest.fixture(scope="module")
@@ -68,47 +34,14 @@ def registered(session_dir: Path):
 
 
 @pytest.fixture(scope="module")
-def api(registered, tmp_path_factory: pytest.TempPathFactory):
+def api(registered, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     p, _, _ = registered
     port = support.free_port()
     env = support.service_env(p.data_dir, port)
     env["ML_PLATFORM_MODEL_NAME"] = SVC_MODEL
     log_path = tmp_path_factory.mktemp("svc") / "bentoml.log"
-    bentoml = Path(sys.executable).with_name("bentoml")
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(
-            [str(bentoml), "serve", "ml_platform.serving.service:FraudDetector"],
-            cwd=PROJECT_DIR,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    client = Api(port)
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(
-                    f"bentoml serve exited {proc.returncode}:\n{log_path.read_text()[-3000:]}"
-                )
-            try:
-                status, _ = client.call("GET", "/readyz")
-                if status == 200:
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"service not ready in 120 s:\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.25)
-        yield client
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
+    with support.bentoml_serve(env, log_path):
+        yield Api(port, log_path)
 
 
 def _tx_json(row: pd.Series) -> dict:
@@ -142,53 +75,58 @@ def test_no_champion_answers_503_and_service_stays_up(api: Api) -> None:
 
 
 @pytest.mark.parametrize(
-    ("kind", "path", "body", "field"),
+    ("kind", "path", "body", "loc"),
     [
         (
             "missing field",
             "/predict",
             {k: v for k, v in GOOD.items() if k != "customer_id"},
-            "customer_id",
+            ["customer_id"],
         ),
-        ("mistyped id", "/predict", {**GOOD, "terminal_id": "2"}, "terminal_id"),
-        ("negative amount", "/predict", {**GOOD, "tx_amount": -5}, "tx_amount"),
+        ("mistyped id", "/predict", {**GOOD, "terminal_id": "2"}, ["terminal_id"]),
+        ("negative amount", "/predict", {**GOOD, "tx_amount": -5}, ["tx_amount"]),
         (
             "non-finite amount",
             "/predict",
             b'{"transaction_id": 1, "tx_datetime": '
             b'"2025-05-15T10:00:00", "customer_id": 1, "terminal_id": 2, "tx_amount": 1e999}',
-            "tx_amount",
+            ["tx_amount"],
         ),
         (
             "unparseable datetime",
             "/predict",
             {**GOOD, "tx_datetime": "15/05/2025 10h"},
-            "tx_datetime",
+            ["tx_datetime"],
         ),
         (
             "date out of range",
             "/predict",
             {**GOOD, "tx_datetime": "1500-01-01T00:00:00"},
-            "tx_datetime",
+            ["tx_datetime"],
         ),
-        ("body not JSON", "/predict", b"this is not json", "json_invalid"),
-        ("oversized batch", "/predict_batch", {"transactions": [GOOD] * 51}, "transactions"),
-        ("empty batch", "/predict_batch", {"transactions": []}, "transactions"),
+        ("body not JSON", "/predict", b"this is not json", []),
+        ("oversized batch", "/predict_batch", {"transactions": [GOOD] * 51}, ["transactions"]),
+        ("empty batch", "/predict_batch", {"transactions": []}, ["transactions"]),
         (
             "bad batch item",
             "/predict_batch",
             {"transactions": [GOOD, {**GOOD, "tx_amount": "x"}]},
-            "tx_amount",
+            ["transactions", 1, "tx_amount"],
         ),
     ],
 )
-def test_bad_input_is_4xx_naming_the_field(
-    api: Api, kind: str, path: str, body: object, field: str
+def test_bad_input_is_400_with_detail_loc_naming_the_field(
+    api: Api, kind: str, path: str, body: object, loc: list
 ) -> None:
+    """400 (never another 4xx or a 500) and one ``detail`` entry whose ``loc`` is the field."""
     raw = body if isinstance(body, bytes) else None
     status, answer = api.call("POST", path, None if raw else body, raw=raw)
-    assert 400 <= status < 500, (kind, status, answer)
-    assert field in json.dumps(answer), (kind, answer)
+    assert status == 400, (kind, status, answer)
+    assert isinstance(answer, dict) and isinstance(answer.get("detail"), list), (kind, answer)
+    named = [d for d in answer["detail"] if d["loc"] == loc]
+    assert len(named) == 1 and named[0]["msg"], (kind, answer)
+    if not loc:  # no field to name: the reason says the body is not JSON
+        assert named[0]["type"] == "json_invalid" and "JSON" in named[0]["msg"], answer
 
 
 @pytest.fixture(scope="module")
@@ -342,3 +280,168 @@ def test_echo_metrics_and_docs(api: Api) -> None:
     assert api.call("GET", "/docs.json")[0] == 200
     status, page = api.call("GET", "/")
     assert status == 200 and "html" in str(page).lower()
+
+
+def _register_from_dir(model_dir: Path, like: str, **tags: str) -> str:
+    """A new SVC_MODEL version whose artifacts are ``model_dir``, tagged like version ``like``.
+
+    ``tags`` override the copied ones (e.g. another feature list).
+    """
+    from ml_platform.training import registry
+
+    client = registry._client()
+    src = client.get_model_version(SVC_MODEL, like)
+    mv = client.create_model_version(
+        SVC_MODEL, source=model_dir.as_uri(), run_id=src.run_id, tags={**src.tags, **tags}
+    )
+    return str(mv.version)
+
+
+def _save_booster(booster: object, model_dir: Path) -> Path:
+    import mlflow.lightgbm
+
+    mlflow.lightgbm.save_model(booster, str(model_dir), pip_requirements=["lightgbm"])
+    return model_dir
+
+
+def _artifacts_deleted(p: support.Platform, tmp: Path, champion: str) -> tuple[str, str]:
+    """The champion's booster saved, registered, then its files removed from the store."""
+    import shutil
+
+    model_dir = _save_booster(p.champion.chosen.model, tmp / "deleted_model")
+    version = _register_from_dir(model_dir, champion)
+    shutil.rmtree(model_dir)
+    return version, "No such artifact"
+
+
+def _other_features(p: support.Platform, tmp: Path, champion: str) -> tuple[str, str]:
+    """A loadable booster whose registered feature list is not the one the code computes."""
+    from ml_platform.features import FEATURE_COLUMNS
+
+    model_dir = _save_booster(p.champion.chosen.model, tmp / "other_features")
+    cols = json.dumps(list(FEATURE_COLUMNS[:-1]))
+    return _register_from_dir(model_dir, champion, feature_columns=cols), "feature_columns"
+
+
+@pytest.mark.parametrize("make_unloadable", [_artifacts_deleted, _other_features])
+def test_champion_that_cannot_load_keeps_the_previous_one(
+    api: Api, served, day_run, registered, tmp_path: Path, make_unloadable
+) -> None:
+    """@champion moved to a broken version: the previous one keeps answering, /model says why."""
+    from ml_platform.training import registry
+
+    p, _, _ = registered
+    champion, _ = served
+    with support.platform_env(p.data_dir, model_name=SVC_MODEL):
+        broken, reason = make_unloadable(p, tmp_path, champion)
+        registry.set_alias("champion", broken, who="tests", why="unloadable champion")
+    try:
+        status, body = api.call("POST", "/reload")
+        assert status == 200 and body["serving"]["champion"] == champion, body
+        status, answer = api.call("POST", "/predict", {**GOOD, "transaction_id": 7})
+        assert status == 200 and answer["model_version"] == champion, answer
+        status, info = api.call("GET", "/model")
+        assert status == 200 and info["champion"]["version"] == champion
+        error = info["last_error"] or ""
+        assert f"champion: ModelLoadError: version {broken} cannot be loaded" in error, info
+        assert reason in error and f"still serving version {champion}" in error, info
+    finally:
+        with support.platform_env(p.data_dir, model_name=SVC_MODEL):
+            registry.set_alias("champion", champion, who="tests", why="restore")
+    status, body = api.call("POST", "/reload")
+    assert status == 200 and body["error"] is None and body["serving"]["champion"] == champion
+
+
+def _bucket_bound(text: str, seconds: float) -> float:
+    """The smallest histogram bucket bound (s) holding an observation of ``seconds``."""
+    from ml_platform.monitoring.system import REQUEST_DURATION, parse_prometheus
+
+    bounds = {float(lab["le"]) for lab, _ in parse_prometheus(text)[f"{REQUEST_DURATION}_bucket"]}
+    return min(b for b in bounds if b >= seconds)
+
+
+def test_metrics_scrape_finds_the_requests_just_made(api: Api, day_run, registered) -> None:
+    """The monitoring scrape of the live /metrics counts these requests by HTTP code."""
+    from ml_platform.monitoring.summary import scrape_metrics
+    from ml_platform.settings import get_settings
+
+    p, _, _ = registered
+    with support.platform_env(p.data_dir, serving_port=api.port):
+        settings = get_settings()
+    before = scrape_metrics(settings)
+    assert before is not None and before["url"] == f"http://127.0.0.1:{api.port}/metrics"
+    was = before["endpoints"]["/predict"]
+    for i in range(5):
+        assert api.call("POST", "/predict", {**GOOD, "transaction_id": 100 + i})[0] == 200
+    for _ in range(3):
+        assert api.call("POST", "/predict", {**GOOD, "tx_amount": -1})[0] == 400
+    deadline = time.monotonic() + 10
+    while True:  # the server records a request just after answering it
+        now = scrape_metrics(settings)["endpoints"]["/predict"]
+        if now["count"] >= was["count"] + 8 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert now["count"] == was["count"] + 8, (was, now)
+    assert now["by_status"]["200"] == was["by_status"].get("200", 0) + 5, (was, now)
+    assert now["by_status"]["400"] == was["by_status"].get("400", 0) + 3, (was, now)
+    assert now["by_status"]["503"] == was["by_status"]["503"] > 0  # before the champion
+    # server-side latency <= the client's round trip: no quantile beyond its bucket
+    _, text = api.call("GET", "/metrics")
+    ceiling_ms = _bucket_bound(text, api.slowest["/predict"]) * 1000
+    assert 0 < now["p50_ms"] <= now["p95_ms"] <= now["p99_ms"] <= ceiling_ms, now
+    assert 0 < now["mean_ms"] <= api.slowest["/predict"] * 1000, now
+
+
+def test_log_stats_match_the_prediction_log(api: Api, day_run, registered) -> None:
+    """/log_stats counts every row the writer committed; nothing dropped, no shadow error."""
+    from ml_platform.serving.prediction_log import read_prediction_log
+
+    p, _, _ = registered
+    path = prediction_log_path_for(p)
+    deadline = time.monotonic() + 10
+    while True:  # committed rows and the counter are read at two instants
+        status, stats = api.call("GET", "/log_stats")
+        rows = len(read_prediction_log(path, expand_features=False))
+        if stats["written"] == rows or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert status == 200 and stats == {"written": rows, "dropped": 0, "shadow_errors": 0}
+    assert rows >= 2 * len(day_run[0])  # the day's champion and shadow rows at least
+
+
+def test_failing_shadow_is_counted_and_the_champion_still_answers(
+    api: Api, served, day_run, registered, tmp_path: Path
+) -> None:
+    """A challenger that loads but cannot score: every request still answered, errors counted."""
+    from ml_platform.features import FEATURE_COLUMNS
+    from ml_platform.training import models, registry
+
+    p, _, _ = registered
+    champion, challenger = served
+    # registered with the code's feature list, trained on one feature fewer
+    gbm = models.fit_lightgbm(p.train, list(FEATURE_COLUMNS[:-1]), num_boost_round=5, threads=1)
+    with support.platform_env(p.data_dir, model_name=SVC_MODEL):
+        broken = _register_from_dir(_save_booster(gbm.model, tmp_path / "m"), challenger)
+        registry.set_alias("challenger", broken, who="tests", why="failing shadow")
+    try:
+        status, body = api.call("POST", "/reload")
+        assert body["serving"] == {"champion": champion, "challenger": broken}, body
+        before = api.call("GET", "/log_stats")[1]
+        for i in range(3):
+            status, answer = api.call("POST", "/predict", {**GOOD, "transaction_id": 200 + i})
+            assert status == 200 and answer["model_version"] == champion, answer
+        deadline = time.monotonic() + 10
+        while True:
+            stats = api.call("GET", "/log_stats")[1]
+            if stats["written"] >= before["written"] + 3 or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert stats == {
+            "written": before["written"] + 3,  # the champion rows, no shadow row
+            "dropped": before["dropped"],
+            "shadow_errors": before["shadow_errors"] + 3,
+        }, (before, stats)
+    finally:
+        with support.platform_env(p.data_dir, model_name=SVC_MODEL):
+            registry.set_alias("challenger", challenger, who="tests", why="restore")
+    assert api.call("POST", "/reload")[1]["serving"]["challenger"] == challenger

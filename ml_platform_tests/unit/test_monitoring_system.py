@@ -13,32 +13,63 @@ from ml_platform.monitoring.system import (
     parse_prometheus,
 )
 
-METRICS = """\
-# HELP bentoml_service_request_duration_seconds API HTTP request duration in seconds
+LABELS = (
+    'runner_name="fraud_detector",service_name="fraud_detector",service_version="not available"'
+)
+BOUNDS = ("0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1.0", "2.5", "5.0", "10.0",
+          "30.0", "60.0", "120.0", "180.0", "+Inf")  # fmt: skip
+
+
+def _series(endpoint: str, code: str, cumulative: list[int], total_s: float) -> str:
+    """One endpoint/code series exactly as BentoML 1.4 writes it on ``/metrics``."""
+    head = f'endpoint="{endpoint}",http_response_code="{code}"'
+    name = "bentoml_service_request_duration_seconds"
+    lines = [f"{name}_sum{{{head},{LABELS}}} {total_s}"]
+    counts = cumulative + [cumulative[-1]] * (len(BOUNDS) - len(cumulative))
+    lines += [
+        f'{name}_bucket{{{head},le="{le}",{LABELS}}} {float(n)}'
+        for le, n in zip(BOUNDS, counts, strict=True)
+    ]
+    lines.append(f"{name}_count{{{head},{LABELS}}} {float(counts[-1])}")
+    return "\n".join(lines)
+
+
+# The families, names and labels of a real `bentoml serve` /metrics page (BentoML 1.4).
+METRICS = f"""\
+# HELP bentoml_service_request_total Total number of runner RPC
+# TYPE bentoml_service_request_total counter
+bentoml_service_request_total{{endpoint="/predict",http_response_code="200",{LABELS}}} 90.0
+bentoml_service_request_total{{endpoint="/predict",http_response_code="500",{LABELS}}} 0.0
+bentoml_service_request_total{{endpoint="/predict",http_response_code="400",{LABELS}}} 10.0
+# HELP bentoml_service_request_duration_seconds runner RPC duration in seconds
 # TYPE bentoml_service_request_duration_seconds histogram
-bentoml_request_duration_seconds_bucket{endpoint="/predict",code="200",le="0.001"} 10.0
-bentoml_request_duration_seconds_bucket{endpoint="/predict",code="200",le="0.002"} 60.0
-bentoml_request_duration_seconds_bucket{endpoint="/predict",code="200",le="0.005"} 90.0
-bentoml_request_duration_seconds_bucket{endpoint="/predict",code="200",le="+Inf"} 90.0
-bentoml_request_duration_seconds_bucket{endpoint="/predict",code="400",le="0.001"} 10.0
-bentoml_request_duration_seconds_bucket{endpoint="/predict",code="400",le="0.002"} 10.0
-bentoml_request_duration_seconds_bucket{endpoint="/predict",code="400",le="0.005"} 10.0
-bentoml_request_duration_seconds_bucket{endpoint="/predict",code="400",le="+Inf"} 10.0
-bentoml_request_duration_seconds_count{endpoint="/predict",code="200"} 90.0
-bentoml_request_total{endpoint="/predict",code="200",service_name="FraudDetector"} 90.0
+{_series("/readyz", "200", [3], 0.003)}
+{_series("/predict", "200", [20, 70, 90], 0.9)}
+{_series("/predict", "400", [10], 0.01)}
+# HELP bentoml_service_request_in_progress Total number of runner RPC in progress now
+# TYPE bentoml_service_request_in_progress gauge
+bentoml_service_request_in_progress{{endpoint="/predict",{LABELS}}} 0.0
+# HELP bentoml_service_last_request_timestamp_seconds Timestamp of the last received request
+# TYPE bentoml_service_last_request_timestamp_seconds gauge
+bentoml_service_last_request_timestamp_seconds{{pid="11815",{LABELS}}} 1.796140404941277e+09
 """
 
 
-def test_prometheus_text_to_endpoint_quantiles():
+def test_bentoml_metrics_to_endpoint_counts_and_quantiles():
     parsed = parse_prometheus(METRICS)
-    assert len(parsed["bentoml_request_duration_seconds_bucket"]) == 8
-    labels, value = parsed["bentoml_request_total"][0]
-    assert labels["service_name"] == "FraudDetector" and value == 90.0
-    stats = bentoml_request_metrics(METRICS)["/predict"]
-    assert stats["count"] == 100  # both response codes
-    # 100 requests: 20 below 1 ms, 70 in (1, 2] ms, 100 by 5 ms -> median at 1 + 30/50 ms
-    assert stats["p50_ms"] == pytest.approx(1.6)
-    assert stats["p99_ms"] == pytest.approx(2 + 3 * 29 / 30)
+    assert len(parsed["bentoml_service_request_duration_seconds_bucket"]) == 3 * len(BOUNDS)
+    labels, value = parsed["bentoml_service_request_total"][2]
+    assert labels["http_response_code"] == "400" and value == 10.0
+    stats = bentoml_request_metrics(METRICS)
+    assert set(stats) == {"/predict", "/readyz"}
+    predict = stats["/predict"]
+    assert predict["count"] == 100 and predict["by_status"] == {"200": 90, "400": 10}
+    assert predict["mean_ms"] == pytest.approx(9.1)  # (0.9 + 0.01) s over 100 requests
+    # both codes: 30 by 5 ms, 80 by 10 ms, 100 by 25 ms -> median at 5 + 5 * 20/50 ms
+    assert predict["p50_ms"] == pytest.approx(7.0)
+    assert predict["p95_ms"] == pytest.approx(10 + 15 * 15 / 20)
+    assert predict["p99_ms"] == pytest.approx(10 + 15 * 19 / 20)
+    assert stats["/readyz"]["count"] == 3 and stats["/readyz"]["p50_ms"] == pytest.approx(2.5)
 
 
 def test_histogram_quantile_edges():
@@ -48,8 +79,9 @@ def test_histogram_quantile_edges():
 
 
 def test_bad_prometheus_line_is_named():
-    with pytest.raises(ValueError, match="prometheus"):
+    with pytest.raises(ValueError, match="prometheus: cannot parse"):
         parse_prometheus("this is not a metric line\n")
+    assert bentoml_request_metrics("") == {}
 
 
 def test_latency_stats_from_the_log():
