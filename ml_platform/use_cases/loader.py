@@ -137,16 +137,19 @@ class UseCase:
 
 def _loc(loc: tuple[Any, ...], data: Any) -> str:
     """Pydantic's error location as ``features[3] (name).window`` (union tags dropped)."""
-    out, node = "", data
+    out, node, indexed = "", data, False
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
             node = node[part] if isinstance(node, list) and part < len(node) else None
             if isinstance(node, dict) and isinstance(node.get("name"), str):
                 out += f" ({node['name']})"
+            indexed = True
             continue
-        if isinstance(node, dict) and part == node.get("kind") and part not in node:
-            continue  # the discriminated union's tag, not a field
+        if indexed and isinstance(node, dict) and part == node.get("kind"):
+            indexed = False
+            continue  # the discriminated union's tag right after the index, not a field
+        indexed = False
         out += f".{part}" if out else str(part)
         node = node.get(part) if isinstance(node, dict) else None
     return out or "(top level)"
