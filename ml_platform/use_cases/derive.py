@@ -34,11 +34,11 @@ def _rule_reason(rule: Rule) -> str:
         return _RULE_REASONS[rule.check]
     if rule.check == "one_of":
         return "not one of " + ", ".join(map(str, rule.values or []))
-    bounds = [
-        f">= {rule.min:g}" if rule.min is not None else "",
-        f"<= {rule.max:g}" if rule.max is not None else "",
-    ]
-    return "not " + " and ".join(b for b in bounds if b)
+    if rule.max is None:
+        return f"below {rule.min:g}"
+    if rule.min is None:
+        return f"above {rule.max:g}"
+    return f"outside [{rule.min:g}, {rule.max:g}]"
 
 
 def quarantine_reasons(use_case: UseCase) -> list[str]:

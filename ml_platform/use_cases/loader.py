@@ -387,14 +387,15 @@ def _asof_problems(path: str, f: AsOfFeature, s: Any, request: set[str]) -> list
     problems = []
     if f.column not in table.columns:
         problems.append(f"{path}.column: {f.table} has no column {f.column!r}")
-    for event_col, key in f.on.items():
+    for event_col, key in f.join.items():
         if event_col not in request:
-            problems.append(f"{path}.on.{event_col}: not a request field of the schema")
+            problems.append(f"{path}.join.{event_col}: not a request field of the schema")
         if key not in table.keys:
-            problems.append(f"{path}.on.{event_col}: {f.table} has no key {key!r}")
-    missing = set(table.keys) - set(f.on.values())
+            problems.append(f"{path}.join.{event_col}: {f.table} has no key {key!r}")
+    missing = set(table.keys) - set(f.join.values())
     if missing:
-        problems.append(f"{path}.on: every key of {f.table} must be joined ({', '.join(missing)})")
+        keys = ", ".join(sorted(missing))
+        problems.append(f"{path}.join: every key of {f.table} must be joined ({keys})")
     return problems
 
 

@@ -233,7 +233,7 @@ class AsOfFeature(_Strict):
     name: Name
     table: str
     column: str
-    on: dict[str, str] = Field(min_length=1, description="Event column -> side-table key.")
+    join: dict[str, str] = Field(min_length=1, description="Event column -> side-table key.")
     max_age: Window
     description: str = ""
 

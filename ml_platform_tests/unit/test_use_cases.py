@@ -301,6 +301,28 @@ def test_two_use_cases_with_one_env_prefix_fail(tmp_path: Path) -> None:
         load_use_cases([PACKAGE_ROOT, tmp_path])
 
 
+def test_the_documented_flights_declaration_loads(tmp_path: Path) -> None:
+    """The design's second use case is expressible: string keys, hour and minute windows,
+    a per-row label time, an as-of weather join, a regression task."""
+    doc = (PACKAGE_ROOT.parent.parent / "docs" / "USE_CASES.md").read_text()
+    blocks = re.findall(r"```yaml\n(.*?)```", doc, flags=re.S)
+    flights = next(b for b in blocks if b.startswith("name: flights"))
+    folder = tmp_path / "flights"
+    folder.mkdir()
+    (folder / USE_CASE_FILE).write_text(flights)
+    (folder / "source.py").write_text("")
+    uc = load_use_case(folder)
+    assert uc.task == "regression"
+    assert set(uc.entities.values()) == {"string"}
+    assert "origin_mean_delay_3hour" in uc.feature_names
+    assert "dest_flights_90minute" in uc.feature_names
+    assert [f.kind for f in uc.features].count("asof") == 2
+    assert resolve_settings(uc, environ={}).label_delay_days is None
+    assert "distance: below 1" in quarantine_reasons(uc)
+    with pytest.raises(UseCaseError, match="today's feature engines run only on"):
+        to_feature_defs(uc)
+
+
 # --- discovery ------------------------------------------------------------------------------------
 
 
