@@ -93,13 +93,14 @@ def _json_value(value: Any) -> Any:
 
 
 def example_request(use_case: UseCase, settings: ResolvedSettings | None = None) -> dict[str, Any]:
-    """The earliest event of the first day, request fields only, JSON-serialisable."""
+    """The first event of the first day (by time, then id), request fields only, as JSON."""
     settings = settings or resolve_settings(use_case)
     s = use_case.spec.event_schema
     frame = first_day(use_case, settings)
     if frame.empty:
         raise ValueError(f"use case {use_case.name!r}: no events on {settings.start_date}")
-    first = frame.sort_values(s.event_time, kind="stable").iloc[0]
+    order = [c for c in (s.event_time, s.event_id.column) if c in frame.columns]
+    first = frame.sort_values(order, kind="stable").iloc[0]  # the platform's event order
     return {col: _json_value(first[col]) for col in s.request}
 
 

@@ -16,11 +16,13 @@ import importlib
 import importlib.util
 import os
 import re
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
 from functools import cached_property
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import yaml
@@ -33,6 +35,7 @@ from ml_platform.use_cases.spec import (
     MAX_HORIZON_DAYS,
     METRIC_FUNCTIONS,
     METRICS,
+    NAME_PATTERN,
     NO_INPUT_FUNCTIONS,
     UNIT_WORDS,
     AsOfFeature,
@@ -116,20 +119,34 @@ class UseCase:
     def hook(self, reference: str) -> Callable[..., Any]:
         """The function a ``file.py:function`` (in the folder) or ``module:function`` names."""
         target, _, attr = reference.partition(":")
-        if target.endswith(".py"):
-            path = self.folder / target
-            module_name = f"_ml_platform_use_case_{self.name}_{path.stem}"
-            spec = importlib.util.spec_from_file_location(module_name, path)
-            if spec is None or spec.loader is None:
-                raise UseCaseError(f"{self.file}: {reference}: cannot import {path}")
-            module = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(module)
-        else:
-            module = importlib.import_module(target)
+        try:
+            module = self._module(target)
+        except (ImportError, OSError) as exc:
+            raise UseCaseError(f"{self.file}: {reference}: cannot import {target} ({exc})") from exc
         try:
             return getattr(module, attr)
         except AttributeError:
             raise UseCaseError(f"{self.file}: {reference}: {target} has no {attr!r}") from None
+
+    def _module(self, target: str) -> ModuleType:
+        """A module by name, or a file of the folder imported once under a private name."""
+        if not target.endswith(".py"):
+            return importlib.import_module(target)
+        path = self.folder / target
+        module_name = f"_ml_platform_use_case_{self.name}_{path.stem}"
+        if module_name in sys.modules:
+            return sys.modules[module_name]
+        spec = importlib.util.spec_from_file_location(module_name, path)
+        if spec is None or spec.loader is None:
+            raise ImportError(f"{path} is not a Python file")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module  # registered first: pickling and re-imports find it
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            del sys.modules[module_name]
+            raise
+        return module
 
 
 # --- reading and shape validation -----------------------------------------------------------
@@ -179,6 +196,12 @@ def read_spec(file: Path) -> UseCaseSpec:
 # --- feature expansion ------------------------------------------------------------------------
 
 
+def _fill(template: str, words: Mapping[str, str]) -> str:
+    for placeholder, word in words.items():
+        template = template.replace(placeholder, word)
+    return template
+
+
 def _expand(spec: UseCaseSpec) -> tuple[list[tuple[str, Any]], list[str]]:
     """(field path, feature) per feature, one per window of a ``windows`` list; problems."""
     out: list[tuple[str, Any]] = []
@@ -201,14 +224,14 @@ def _expand(spec: UseCaseSpec) -> tuple[list[tuple[str, Any]], list[str]]:
             continue
         for w in f.windows or []:
             n, unit = parse_duration(w)
-            words = {"n": n, "unit": UNIT_WORDS[unit]}
+            words = {"{n}": str(n), "{unit}": UNIT_WORDS[unit]}
             out.append(
                 (
                     path,
                     f.model_copy(
                         update={
-                            "name": f.name.format(**words),
-                            "description": f.description.format(**words),
+                            "name": _fill(f.name, words),
+                            "description": _fill(f.description, words),
                             "window": w,
                             "windows": None,
                         }
@@ -304,6 +327,8 @@ def _feature_problems(spec: UseCaseSpec, features: list[tuple[str, Any]]) -> lis
         if f.name in names:
             problems.append(f"{path}.name: {f.name!r} is already the name of {names[f.name]}")
         names.setdefault(f.name, path)
+        if not NAME_PATTERN.match(f.name):
+            problems.append(f"{path}.name: {f.name!r}: use lower-case letters, digits and _")
         if isinstance(f, RowFeature):
             problems += _row_problems(path, f, cols, request)
         elif isinstance(f, WindowFeature):
@@ -366,7 +391,7 @@ def _window_problems(
             f"{path}.matured: reads the label {label.column!r}, which is known only after its "
             "delay: set matured: true (the window then ends where labels are known)"
         )
-    if f.window is not None and duration_seconds(f.window) > 0:
+    if f.window is not None:
         delay = (label.delay_days or 0) if f.matured else 0
         horizon = duration_seconds(f.window) / _DAY_SECONDS + delay
         if horizon > MAX_HORIZON_DAYS:
@@ -525,19 +550,27 @@ def load_use_cases(roots: Iterable[Path] | None = None) -> dict[str, UseCase]:
     out: dict[str, UseCase] = {}
     for folder in discover(use_case_roots() if roots is None else roots):
         uc = load_use_case(folder)
-        for attr, what in (
-            ("name", "name"),
-            ("env_prefix", "settings.env_prefix"),
-            ("model_name", "model_name"),
-        ):
-            clash = next((o for o in out.values() if getattr(o, attr) == getattr(uc, attr)), None)
-            if clash is not None:
-                raise UseCaseError(
-                    f"{uc.file}: {what}: {getattr(uc, attr)!r} is already used by the use "
-                    f"case in {clash.file}; two use cases cannot share it"
-                )
+        for other in out.values():
+            _clash(uc, other)
         out[uc.name] = uc
     return out
+
+
+def _clash(uc: UseCase, other: UseCase) -> None:
+    """Two use cases may share no name, model name or environment prefix (nor nest prefixes:
+    ``FRAUD_EU_X`` would be read as the unknown setting ``EU_X`` of ``FRAUD_``)."""
+    for attr, what in (("name", "name"), ("model_name", "model_name")):
+        if getattr(uc, attr) == getattr(other, attr):
+            raise UseCaseError(
+                f"{uc.file}: {what}: {getattr(uc, attr)!r} is already used by the use case "
+                f"in {other.file}; two use cases cannot share it"
+            )
+    a, b = uc.env_prefix, other.env_prefix
+    if a.startswith(b) or b.startswith(a):
+        raise UseCaseError(
+            f"{uc.file}: settings.env_prefix: {a!r} overlaps {b!r} of the use case in "
+            f"{other.file}; each use case needs its own prefix"
+        )
 
 
 def get_use_case(name: str, roots: Iterable[Path] | None = None) -> UseCase:
@@ -614,6 +647,11 @@ def resolve_settings(
             problems.append(f"{where}: {_message(e)}")
         raise UseCaseError("; ".join(problems)) from None
     problems = []
+    if use_case.spec.label.known_at is not None and resolved.label_delay_days is not None:
+        problems.append(
+            f"{prefix}LABEL_DELAY_DAYS: the label is known at a per-row time "
+            f"({use_case.spec.label.known_at}), not after a fixed delay"
+        )
     if resolved.end_date < resolved.start_date:
         problems.append(
             f"end_date ({resolved.end_date}) is before start_date ({resolved.start_date})"

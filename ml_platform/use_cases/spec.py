@@ -4,7 +4,7 @@ A use case is declared, not programmed: these pydantic models give every field i
 and its own limits (a window must parse and be positive, a metric must exist for the task),
 so a mistake is reported with the field's path. What needs several fields at once (an
 unknown column, a label read before it is known, a request field the schema lacks) is
-checked by ``loader.check_use_case``. Nothing here names a column of any use case: the
+checked by ``loader.load_use_case``. Nothing here names a column of any use case: the
 models only describe *roles* (event id, event time, entity keys, values, label).
 
 The same attributes are meant to be carried later by a Dagster component's ``defs.yaml``,

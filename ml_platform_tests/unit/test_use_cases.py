@@ -31,7 +31,7 @@ from ml_platform.use_cases import (
     load_use_cases,
     resolve_settings,
 )
-from ml_platform.use_cases.derive import CATALOG_KEYS, quarantine_reasons
+from ml_platform.use_cases.derive import CATALOG_KEYS, example_request, quarantine_reasons
 from ml_platform.use_cases.feature_port import to_feature_defs
 from ml_platform.use_cases.loader import PACKAGE_ROOT, USE_CASE_FILE
 
@@ -255,6 +255,147 @@ BAD = {
         _set("model_name", "detector"),
         "model_name: must start with the use case's name (fraud_)",
     ),
+    "value of a field the request lacks": (
+        lambda d: d["schema"]["request"].remove("tx_amount"),
+        "features[0] (tx_amount).of: 'tx_amount' is not a request field",
+    ),
+    "value without its column": (
+        _set("features:tx_amount.of", None),
+        "features[0] (tx_amount).of: value needs the column it passes on",
+    ),
+    "calendar flag with a column": (
+        _set("features:tx_during_weekend.of", "tx_amount"),
+        "features[1] (tx_during_weekend).of: is_weekend reads the event time",
+    ),
+    "is_night without its hour": (
+        _set("features:tx_during_night.last_hour", None),
+        "features[2] (tx_during_night).last_hour: required by is_night",
+    ),
+    "input to a function without one": (
+        _set("features:customer_id_seconds_since_prev_tx.of", "tx_amount"),
+        "(customer_id_seconds_since_prev_tx).of: seconds_since_previous takes no input column",
+    ),
+    "aggregation without its input": (
+        _set("features:customer_id_avg_amount_{n}{unit}_window.of", None),
+        "features[4] (customer_id_avg_amount_{n}{unit}_window).of: mean needs the column",
+    ),
+    "value function over the label": (
+        _set("features:customer_id_amount_ratio_30day_window.of", "tx_fraud"),
+        "ratio_to_mean aggregates a value column, not the label",
+    ),
+    "window and windows": (
+        _set("features:customer_id_risk_7day_window.windows", ["1d"]),
+        "features[9] (customer_id_risk_7day_window): give exactly one of window and windows",
+    ),
+    "windows without a name template": (
+        _set("features:customer_id_nb_tx_{n}{unit}_window.name", "customer_nb_tx"),
+        "features[3] (customer_nb_tx).name: with several windows the name needs {n}",
+    ),
+    "feature name not an identifier": (
+        _set("features:tx_amount.name", "Tx Amount"),
+        "features[0] (Tx Amount).name: 'Tx Amount': use lower-case letters",
+    ),
+    "expanded name not an identifier": (
+        _set("features:customer_id_nb_tx_{n}{unit}_window.name", "Customer_{n}"),
+        "features[3] (Customer_{n}).name: 'Customer_1': use lower-case letters",
+    ),
+    "column declared twice": (
+        _set("schema.values", {"tx_amount": "float", "customer_id": "float"}),
+        "schema.values.customer_id: column 'customer_id' is already declared as "
+        "schema.entities.customer_id",
+    ),
+    "derived id from an unknown column": (
+        _set("schema.event_id.derive_from", ["merchant"]),
+        "schema.event_id.derive_from[0]: unknown column 'merchant'",
+    ),
+    "numeric rule on a time": (
+        lambda d: d["schema"]["rules"].append({"column": "tx_datetime", "check": "finite"}),
+        "schema.rules[5].check: finite needs a numeric column, tx_datetime is datetime",
+    ),
+    "range without bounds": (
+        lambda d: d["schema"]["rules"].append({"column": "tx_amount", "check": "range"}),
+        "schema.rules[5]: range needs min, max or both",
+    ),
+    "one_of without values": (
+        lambda d: d["schema"]["rules"].append({"column": "terminal_id", "check": "one_of"}),
+        "schema.rules[5].values: one_of needs the allowed values",
+    ),
+    "label known twice": (
+        _set("label.known_at", "tx_datetime"),
+        "label: say when the label is known",
+    ),
+    "label time not a declared datetime": (
+        lambda d: d["label"].update(delay_days=None, known_at="tx_datetime"),
+        "label.known_at: 'tx_datetime' must be declared in schema.extras as datetime",
+    ),
+    "positive-label function on a regression label": (
+        _set("label.task", "regression"),
+        "features[15] (terminal_id_days_since_fraud).function: days_since_last_positive "
+        "needs a binary label",
+    ),
+    "candidate of the other task": (
+        _set("task.candidates", ["logistic_regression", "linear_regression", "lightgbm"]),
+        "task.candidates[1]: linear_regression does not fit a binary label",
+    ),
+    "unknown extra metric": (
+        _set("task.extra_metrics", ["accuracy"]),
+        "task.extra_metrics[0]: unknown binary metric 'accuracy'",
+    ),
+    "unknown metric function": (
+        _set("task.extra_metrics", [{"name": "cp", "function": "top_k"}]),
+        "task.extra_metrics[0].function: unknown binary metric function 'top_k'",
+    ),
+    "metric function without k": (
+        _set(
+            "task.extra_metrics",
+            [{"name": "cp", "function": "entity_precision_at_k", "entity": "customer_id"}],
+        ),
+        "task.extra_metrics[0]: entity_precision_at_k needs entity (one of the entities) and k",
+    ),
+    "gate metric without its floor": (
+        _set("settings.gate_min", None),
+        "task.gate_metric: give it together with settings.gate_min",
+    ),
+    "unknown gate metric": (
+        _set("task.gate_metric", "auc"),
+        "task.gate_metric: unknown binary metric 'auc'",
+    ),
+    "decision of the other task": (
+        _set("task.decision", {"kind": "value_and_flag", "flag": "late", "above": 15}),
+        "task.decision.kind: a binary task decides by threshold",
+    ),
+    "threshold with a flag": (
+        _set("task.decision", {"kind": "threshold", "flag": "late"}),
+        "task.decision: threshold takes no flag or above",
+    ),
+    "service as a file": (
+        _set("service", "service.py:Detector"),
+        "service: a BentoML target is module:Class, not a file",
+    ),
+    "reference without a function": (
+        _set("source.simulator", "simulate_day"),
+        "source.simulator: 'simulate_day': expected 'file.py:function'",
+    ),
+    "default source without its function": (
+        _set("source.simulator", None),
+        "source.simulator: the default source needs its function",
+    ),
+    "range ending before it starts": (
+        _set("settings.end_date", "2025-01-01"),
+        "settings.end_date: 2025-01-01 is before start_date 2025-04-01",
+    ),
+    "lower-case env prefix": (
+        _set("settings.env_prefix", "fraud_"),
+        "settings.env_prefix: 'fraud_' must be upper case, end with _ and not be ML_PLATFORM_",
+    ),
+    "the platform's env prefix": (
+        _set("settings.env_prefix", "ML_PLATFORM_"),
+        "settings.env_prefix: 'ML_PLATFORM_' must be upper case",
+    ),
+    "setting out of range": (
+        _set("settings.train_days", 0),
+        "settings.train_days: Input should be greater than or equal to 1",
+    ),
 }
 
 
@@ -267,6 +408,92 @@ def test_bad_definition_names_file_field_and_reason(tmp_path: Path, case: str) -
     message = str(info.value)
     assert message.startswith(f"{folder / USE_CASE_FILE}: "), message
     assert expected in message, message
+
+
+def _flights_yaml() -> dict[str, Any]:
+    doc = (PACKAGE_ROOT.parent.parent / "docs" / "USE_CASES.md").read_text()
+    blocks = re.findall(r"```yaml\n(.*?)```", doc, flags=re.S)
+    return yaml.safe_load(next(b for b in blocks if b.startswith("name: flights")))
+
+
+def write_flights(root: Path, mutate: Mutation | None = None) -> Path:
+    """The design document's flights declaration as a folder (its source file empty)."""
+    folder = root / "flights"
+    folder.mkdir(parents=True)
+    data = _flights_yaml()
+    if mutate is not None:
+        mutate(data)
+    (folder / USE_CASE_FILE).write_text(yaml.safe_dump(data, sort_keys=False))
+    (folder / "source.py").write_text("")
+    return folder
+
+
+BAD_FLIGHTS = {
+    "unknown side table": (
+        _set("features:origin_wind_speed.table", "metar"),
+        "features[8] (origin_wind_speed).table: unknown side table 'metar' (declared: weather)",
+    ),
+    "unknown side-table column": (
+        _set("features:origin_wind_speed.column", "gust"),
+        "features[8] (origin_wind_speed).column: weather has no column 'gust'",
+    ),
+    "unknown join key": (
+        _set("features:origin_wind_speed.join", {"origin": "airport"}),
+        "features[8] (origin_wind_speed).join.origin: weather has no key 'airport'",
+    ),
+    "a side-table key left unjoined": (
+        _set("features:origin_wind_speed.join", {"origin": "airport"}),
+        "features[8] (origin_wind_speed).join: every key of weather must be joined (origin)",
+    ),
+    "join from a field the request lacks": (
+        _set("features:origin_wind_speed.join", {"dep_at": "origin"}),
+        "features[8] (origin_wind_speed).join.dep_at: not a request field",
+    ),
+    "side-table time that is also a column": (
+        _set("schema.side_tables.weather.time", "temp"),
+        "schema.side_tables.weather.time: 'temp' is also a key/column",
+    ),
+    "label time not declared": (
+        _set("label.known_at", "arr_at"),
+        "label.known_at: 'arr_at' must be declared in schema.extras as datetime",
+    ),
+    "flag without its bound": (
+        _set("task.decision", {"kind": "value_and_flag", "flag": "late"}),
+        "task.decision: value_and_flag needs flag and above",
+    ),
+    "per-row label read without maturity": (
+        _set("features:origin_mean_delay_{n}{unit}.matured", False),
+        "features[3] (origin_mean_delay_{n}{unit}).matured: reads the label 'dep_delay'",
+    ),
+    "no linear regression baseline": (
+        _set("task.candidates", ["logistic_regression", "lightgbm"]),
+        "task.candidates: the linear baseline linear_regression is always a candidate",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_FLIGHTS))
+def test_bad_flights_definition_names_file_field_and_reason(tmp_path: Path, case: str) -> None:
+    mutate, expected = BAD_FLIGHTS[case]
+    folder = write_flights(tmp_path, mutate)
+    with pytest.raises(UseCaseError) as info:
+        load_use_case(folder)
+    message = str(info.value)
+    assert message.startswith(f"{folder / USE_CASE_FILE}: "), message
+    assert expected in message, message
+
+
+def test_unreadable_declarations_name_the_file(tmp_path: Path) -> None:
+    folder = tmp_path / "broken"
+    folder.mkdir()
+    with pytest.raises(UseCaseError, match=r"broken/use_case.yaml: no such file"):
+        load_use_case(folder)
+    (folder / USE_CASE_FILE).write_text("name: [unclosed")
+    with pytest.raises(UseCaseError, match=r"broken/use_case.yaml: not valid YAML"):
+        load_use_case(folder)
+    (folder / USE_CASE_FILE).write_text("- just a list")
+    with pytest.raises(UseCaseError, match=r"use_case.yaml: \(top level\): expected a mapping"):
+        load_use_case(folder)
 
 
 def test_all_mistakes_of_a_file_are_reported_at_once(tmp_path: Path) -> None:
@@ -295,23 +522,27 @@ def test_two_use_cases_with_one_name_fail(tmp_path: Path) -> None:
     assert str(FRAUD_DIR / USE_CASE_FILE) in message
 
 
-def test_two_use_cases_with_one_env_prefix_fail(tmp_path: Path) -> None:
-    write_case(tmp_path, "churn", mutate=_set("settings.env_prefix", "FRAUD_"))
-    with pytest.raises(UseCaseError, match="settings.env_prefix: 'FRAUD_' is already used"):
+@pytest.mark.parametrize("prefix", ["FRAUD_", "FRAUD_EU_"])
+def test_two_use_cases_with_one_or_nested_env_prefixes_fail(tmp_path: Path, prefix: str) -> None:
+    write_case(tmp_path, "churn", mutate=_set("settings.env_prefix", prefix))
+    with pytest.raises(UseCaseError) as info:
         load_use_cases([PACKAGE_ROOT, tmp_path])
+    assert str(info.value).startswith(
+        f"{tmp_path / 'churn' / USE_CASE_FILE}: settings.env_prefix: {prefix!r} overlaps 'FRAUD_'"
+    )
+
+
+def test_two_use_cases_with_one_model_name_fail(tmp_path: Path) -> None:
+    write_case(tmp_path, "churn", mutate=_set("model_name", "churn_eu_model"))
+    write_case(tmp_path, "churn_eu", mutate=_set("model_name", "churn_eu_model"))
+    with pytest.raises(UseCaseError, match="model_name: .churn_eu_model. is already used"):
+        load_use_cases([tmp_path])
 
 
 def test_the_documented_flights_declaration_loads(tmp_path: Path) -> None:
     """The design's second use case is expressible: string keys, hour and minute windows,
     a per-row label time, an as-of weather join, a regression task."""
-    doc = (PACKAGE_ROOT.parent.parent / "docs" / "USE_CASES.md").read_text()
-    blocks = re.findall(r"```yaml\n(.*?)```", doc, flags=re.S)
-    flights = next(b for b in blocks if b.startswith("name: flights"))
-    folder = tmp_path / "flights"
-    folder.mkdir()
-    (folder / USE_CASE_FILE).write_text(flights)
-    (folder / "source.py").write_text("")
-    uc = load_use_case(folder)
+    uc = load_use_case(write_flights(tmp_path))
     assert uc.task == "regression"
     assert set(uc.entities.values()) == {"string"}
     assert "origin_mean_delay_3hour" in uc.feature_names
@@ -376,6 +607,84 @@ def test_bad_override_names_the_variable(fraud, env: dict[str, str], expected: s
     with pytest.raises(UseCaseError) as info:
         resolve_settings(fraud, environ=env)
     assert expected in str(info.value)
+
+
+def test_params_are_typed_by_their_folder_value(tmp_path: Path) -> None:
+    def params(data: dict[str, Any]) -> None:
+        data["settings"]["params"].update(
+            shadow=True, rate=0.5, launch=date(2025, 1, 1), region="eu"
+        )
+
+    uc = load_use_case(write_case(tmp_path, mutate=params))
+    env = {
+        "FRAUD_SHADOW": "no",
+        "FRAUD_RATE": "0.25",
+        "FRAUD_LAUNCH": "2025-02-01",
+        "FRAUD_REGION": "us",
+        "FRAUD_SIM_SEED": "7",
+    }
+    p = resolve_settings(uc, environ=env).params
+    assert p["shadow"] is False
+    assert (p["rate"], p["launch"], p["region"], p["sim_seed"]) == (0.25, date(2025, 2, 1), "us", 7)
+    assert resolve_settings(uc, environ={"FRAUD_SHADOW": "TRUE"}).params["shadow"] is True
+    with pytest.raises(UseCaseError, match="FRAUD_SHADOW: must be bool like True, got 'maybe'"):
+        resolve_settings(uc, environ={"FRAUD_SHADOW": "maybe"})
+    with pytest.raises(UseCaseError, match="FRAUD_LAUNCH: must be date"):
+        resolve_settings(uc, environ={"FRAUD_LAUNCH": "soon"})
+
+
+def test_per_row_label_and_files_source_settings(tmp_path: Path) -> None:
+    uc = load_use_case(write_flights(tmp_path, _set("source.default", "files")))
+    with pytest.raises(UseCaseError, match="FLIGHTS_SOURCE_DIR: required when the default"):
+        resolve_settings(uc, environ={})
+    env = {"FLIGHTS_SOURCE_DIR": str(tmp_path)}
+    assert resolve_settings(uc, environ=env).source_dir == tmp_path
+    with pytest.raises(UseCaseError, match="FLIGHTS_LABEL_DELAY_DAYS: the label is known at a"):
+        resolve_settings(uc, environ={**env, "FLIGHTS_LABEL_DELAY_DAYS": "1"})
+
+
+# --- python hooks and derivations --------------------------------------------------------------
+
+
+def test_hooks_resolve_folder_files_and_modules(fraud) -> None:
+    simulate = fraud.hook("source.py:simulate_day")
+    assert simulate is fraud.hook("source.py:simulate_day")  # imported once
+    assert fraud.hook("ml_platform.data.simulator:generate_day") is generate_day
+    with pytest.raises(UseCaseError, match="source.py:nope: source.py has no 'nope'"):
+        fraud.hook("source.py:nope")
+    with pytest.raises(UseCaseError, match="no_such_module_here:f: cannot import"):
+        fraud.hook("no_such_module_here:f")
+
+
+def test_declared_rules_give_their_reasons(tmp_path: Path) -> None:
+    def rules(data: dict[str, Any]) -> None:
+        data["schema"]["rules"] += [
+            {"column": "tx_amount", "check": "range", "max": 5000},
+            {"column": "tx_amount", "check": "range", "min": 0, "max": 10},
+            {"column": "terminal_id", "check": "one_of", "values": [1, 2]},
+        ]
+
+    reasons = quarantine_reasons(load_use_case(write_case(tmp_path, mutate=rules)))
+    assert "tx_amount: above 5000" in reasons
+    assert "tx_amount: outside [0, 10]" in reasons
+    assert "terminal_id: not one of 1, 2" in reasons
+
+
+def test_example_request_of_a_files_source(tmp_path: Path) -> None:
+    """A team's use case on daily files: the example is the earliest event of its first day."""
+    uc = load_use_case(write_case(tmp_path, "alerts", mutate=_set("source.default", "files")))
+    day = generate_day(date(2025, 4, 1), seed=3, n_customers=50, n_terminals=100)
+    day.iloc[::-1].to_parquet(tmp_path / "2025-04-01.parquet")  # stored newest first
+    settings = resolve_settings(uc, environ={"ALERTS_SOURCE_DIR": str(tmp_path)})
+    example = example_request(uc, settings)
+    first = day.iloc[0]
+    assert example["transaction_id"] == int(first[contract.TRANSACTION_ID])
+    assert example["tx_datetime"] == first[contract.TX_DATETIME].isoformat()
+    assert list(example) == list(contract.REQUEST_COLUMNS)
+    json.dumps(example)  # serialisable as it is
+    day.iloc[:0].to_parquet(tmp_path / "2025-04-01.parquet")
+    with pytest.raises(ValueError, match="use case 'alerts': no events on 2025-04-01"):
+        example_request(uc, settings)
 
 
 # --- the command ----------------------------------------------------------------------------------
