@@ -674,6 +674,7 @@ def test_example_request_of_a_files_source(tmp_path: Path) -> None:
     """A team's use case on daily files: the example is the earliest event of its first day."""
     uc = load_use_case(write_case(tmp_path, "alerts", mutate=_set("source.default", "files")))
     day = generate_day(date(2025, 4, 1), seed=3, n_customers=50, n_terminals=100)
+    day.loc[1, contract.TX_DATETIME] = day.loc[0, contract.TX_DATETIME]  # a tie: id decides
     day.iloc[::-1].to_parquet(tmp_path / "2025-04-01.parquet")  # stored newest first
     settings = resolve_settings(uc, environ={"ALERTS_SOURCE_DIR": str(tmp_path)})
     example = example_request(uc, settings)
