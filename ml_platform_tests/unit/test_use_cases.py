@@ -489,7 +489,12 @@ def test_unreadable_declarations_name_the_file(tmp_path: Path) -> None:
     with pytest.raises(UseCaseError, match=r"broken/use_case.yaml: no such file"):
         load_use_case(folder)
     (folder / USE_CASE_FILE).write_text("name: [unclosed")
-    with pytest.raises(UseCaseError, match=r"broken/use_case.yaml: not valid YAML"):
+    unclosed = r"broken/use_case.yaml: line 1, column 16: not valid YAML: expected ','"
+    with pytest.raises(UseCaseError, match=unclosed):
+        load_use_case(folder)
+    (folder / USE_CASE_FILE).write_text("name: a\nservice: m:C\nname: b\n")
+    twice = r"use_case.yaml: line 3, column 1: not valid YAML: key 'name' given twice"
+    with pytest.raises(UseCaseError, match=twice):
         load_use_case(folder)
     (folder / USE_CASE_FILE).write_text("- just a list")
     with pytest.raises(UseCaseError, match=r"use_case.yaml: \(top level\): expected a mapping"):
