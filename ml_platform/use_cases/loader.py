@@ -195,7 +195,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 def read_spec(file: Path) -> UseCaseSpec:
     """Parse and shape-check one ``use_case.yaml``."""
     try:
-        data = yaml.load(file.read_text(), Loader=_UniqueKeyLoader)  # noqa: S506 (safe loader)
+        data = yaml.load(file.read_text(), Loader=_UniqueKeyLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(top level)"
