@@ -7,6 +7,7 @@ declaration with one mistake), loaded by the real loader.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from collections.abc import Callable
@@ -61,6 +62,26 @@ def write_case(root: Path, name: str = "fraud", mutate: Mutation | None = None) 
 
 def _feature(data: dict[str, Any], name: str) -> dict[str, Any]:
     return next(f for f in data["features"] if f["name"] == name)
+
+
+def _set(path: str, value: Any) -> Mutation:
+    """Set ``a.b.c`` (or the feature named after ``features:``) to ``value``."""
+
+    def mutate(data: dict[str, Any]) -> None:
+        if path.startswith("features:"):
+            name, _, key = path.removeprefix("features:").partition(".")
+            node, last = _feature(data, name), key
+        else:
+            *parents, last = path.split(".")
+            node = data
+            for p in parents:
+                node = node[p]
+        if value is None:
+            node.pop(last)
+        else:
+            node[last] = value
+
+    return mutate
 
 
 @pytest.fixture(scope="module")
@@ -130,35 +151,92 @@ def test_fraud_settings_are_todays_defaults(fraud) -> None:
     assert fraud.spec.task.gate_metric == "roc_auc"
 
 
-def test_translation_refuses_what_todays_engines_cannot_compute(tmp_path: Path) -> None:
-    def hourly(data: dict[str, Any]) -> None:
-        _feature(data, "customer_id_seconds_since_prev_tx")["window"] = "36h"
+def _add_feature(feature: dict[str, Any]) -> Mutation:
+    return lambda data: data["features"].append(feature)
 
-    with pytest.raises(UseCaseError, match="customer_id_seconds_since_prev_tx: .*whole-day"):
-        to_feature_defs(load_use_case(write_case(tmp_path, mutate=hourly)))
+
+def _weather_join(data: dict[str, Any]) -> None:
+    data["schema"]["side_tables"] = {
+        "weather": {"keys": {"terminal_id": "int"}, "time": "hour", "columns": {"temp": "float"}}
+    }
+    data["features"].append(
+        {
+            "kind": "asof",
+            "name": "terminal_temp",
+            "table": "weather",
+            "column": "temp",
+            "join": {"terminal_id": "terminal_id"},
+            "max_age": "3h",
+        }
+    )
+
+
+UNPORTABLE = {
+    "sub-day window": (
+        _set("features:customer_id_seconds_since_prev_tx.window", "36h"),
+        "feature customer_id_seconds_since_prev_tx: today's engines compute whole-day windows",
+    ),
+    "a row function": (
+        _add_feature({"kind": "row", "name": "hour", "function": "hour_of_day"}),
+        "feature hour: today's engines cannot compute hour_of_day",
+    ),
+    "a value under another name": (
+        _set("features:tx_amount.name", "amount"),
+        "feature amount: today's engines cannot compute value",
+    ),
+    "another night": (
+        _set("features:tx_during_night.last_hour", 5),
+        "feature tx_during_night: today's engines use last_hour 6",
+    ),
+    "a window function": (
+        _add_feature(
+            {
+                "kind": "window",
+                "name": "top",
+                "entity": "customer_id",
+                "function": "max",
+                "of": "tx_amount",
+                "window": "1d",
+            }
+        ),
+        "feature top: today's engines cannot compute max",
+    ),
+    "the label's maximum": (
+        _add_feature(
+            {
+                "kind": "window",
+                "name": "any_fraud",
+                "entity": "customer_id",
+                "function": "max",
+                "of": "tx_fraud",
+                "window": "1d",
+                "matured": True,
+            }
+        ),
+        "feature any_fraud: today's engines cannot compute max",
+    ),
+    "a side-table join": (_weather_join, "feature terminal_temp: today's engines have no side"),
+    "an extra value column": (
+        _set("schema.values", {"tx_amount": "float", "fee": "float"}),
+        None,  # the contract plus a column no feature reads: translates unchanged
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(UNPORTABLE))
+def test_translation_refuses_what_todays_engines_cannot_compute(tmp_path: Path, case: str) -> None:
+    """Translated exactly or not at all: never an approximation of a declared feature."""
+    mutate, expected = UNPORTABLE[case]
+    uc = load_use_case(write_case(tmp_path, mutate=mutate))
+    if expected is None:
+        assert to_feature_defs(uc) == FEATURES
+        return
+    with pytest.raises(UseCaseError) as info:
+        to_feature_defs(uc)
+    assert str(info.value).startswith(f"{uc.file}: {expected}"), str(info.value)
 
 
 # --- bad definitions fail at load: file, field path, reason ----------------------------------
-
-
-def _set(path: str, value: Any) -> Mutation:
-    """Set ``a.b.c`` (or the feature named after ``features:``) to ``value``."""
-
-    def mutate(data: dict[str, Any]) -> None:
-        if path.startswith("features:"):
-            name, _, key = path.removeprefix("features:").partition(".")
-            node, last = _feature(data, name), key
-        else:
-            *parents, last = path.split(".")
-            node = data
-            for p in parents:
-                node = node[p]
-        if value is None:
-            node.pop(last)
-        else:
-            node[last] = value
-
-    return mutate
 
 
 BAD = {
@@ -202,9 +280,18 @@ BAD = {
         _set("features:customer_id_risk_30day_window.window", "500d"),
         "features[10] (customer_id_risk_30day_window).window: '500d': longer than the 400-day",
     ),
-    "window plus delay beyond the horizon": (
-        _set("features:customer_id_risk_30day_window.window", "395d"),
-        "features[10] (customer_id_risk_30day_window).window: 395d plus the 7-day label delay",
+    "window plus delay just beyond the horizon": (
+        _set("features:customer_id_risk_30day_window.window", "394d"),
+        "features[10] (customer_id_risk_30day_window).window: 394d plus the 7-day label delay "
+        "looks back 401 days",
+    ),
+    "window just beyond the horizon": (
+        _set("features:customer_id_seconds_since_prev_tx.window", "401d"),
+        "features[8] (customer_id_seconds_since_prev_tx).window: '401d': longer than the",
+    ),
+    "not a duration": (
+        _set("features:customer_id_risk_30day_window.window", "monthly"),
+        "features[10] (customer_id_risk_30day_window).window: 'monthly' is not a duration",
     ),
     "one window of a list wrong": (
         _set("features:terminal_id_nb_tx_{n}{unit}_window.windows", ["1d", "7x"]),
@@ -501,6 +588,18 @@ def test_unreadable_declarations_name_the_file(tmp_path: Path) -> None:
         load_use_case(folder)
 
 
+def test_windows_up_to_the_horizon_load(tmp_path: Path) -> None:
+    def longest(data: dict[str, Any]) -> None:
+        _feature(data, "customer_id_risk_30day_window")["window"] = "393d"  # + 7 = 400
+        _feature(data, "customer_id_seconds_since_prev_tx")["window"] = "400d"
+        _feature(data, "customer_id_risk_7day_window")["window"] = "1min"
+
+    uc = load_use_case(write_case(tmp_path, mutate=longest))
+    windows = {f.name: f.window for f in uc.features if f.kind == "window"}
+    assert windows["customer_id_risk_30day_window"] == "393d"
+    assert windows["customer_id_risk_7day_window"] == "1min"
+
+
 def test_all_mistakes_of_a_file_are_reported_at_once(tmp_path: Path) -> None:
     def two(data: dict[str, Any]) -> None:
         data["schema"]["request"].append("merchant_id")
@@ -566,7 +665,7 @@ def test_external_folders_come_from_the_setting(tmp_path: Path, settings_env) ->
     """A team's folder is found without touching the package: a parent or the folder itself."""
     write_case(tmp_path / "team", "churn")
     single = write_case(tmp_path, "alerts")
-    settings_env(use_case_dirs=f"{tmp_path / 'team'}:{single}")
+    settings_env(use_case_dirs=os.pathsep.join([str(tmp_path / "team"), "", str(single)]))
     cases = load_use_cases()
     assert list(cases) == ["fraud", "churn", "alerts"]
     assert cases["churn"].folder == tmp_path / "team" / "churn"
