@@ -552,6 +552,14 @@ BAD_FLIGHTS = {
         _set("features:origin_mean_delay_{n}{unit}.matured", False),
         "features[3] (origin_mean_delay_{n}{unit}).matured: reads the label 'dep_delay'",
     ),
+    "label time in the request": (
+        lambda d: d["schema"]["request"].append("dep_at"),
+        "schema.request[8]: 'dep_at' is the label, not known at request time",
+    ),
+    "request without a column of the derived id": (
+        lambda d: d["schema"]["request"].remove("sched_dep_at"),
+        "schema.request: must carry 'sched_dep_at' (the engines key events by it)",
+    ),
     "no linear regression baseline": (
         _set("task.candidates", ["logistic_regression", "lightgbm"]),
         "task.candidates: the linear baseline linear_regression is always a candidate",
