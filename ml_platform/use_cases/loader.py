@@ -505,6 +505,9 @@ def _top_problems(spec: UseCaseSpec, folder: Path) -> list[str]:
     st = spec.settings
     if st.end_date < st.start_date:
         problems.append(f"settings.end_date: {st.end_date} is before start_date {st.start_date}")
+    for param in st.params:
+        if param in ResolvedSettings.model_fields:
+            problems.append(f"settings.params.{param}: a setting of its own, not a parameter")
     prefix = st.env_prefix or f"{spec.name.upper()}_"
     if not _ENV_PREFIX.match(prefix) or prefix == PLATFORM_ENV_PREFIX:
         problems.append(
@@ -592,6 +595,7 @@ def _clash(uc: UseCase, other: UseCase) -> None:
 
 
 def get_use_case(name: str, roots: Iterable[Path] | None = None) -> UseCase:
+    """One use case by name (all are loaded: a clash elsewhere must not go unnoticed)."""
     cases = load_use_cases(roots)
     if name not in cases:
         raise UseCaseError(f"use case {name!r}: not found (known: {', '.join(cases) or 'none'})")

@@ -479,6 +479,10 @@ BAD = {
         _set("settings.env_prefix", "ML_PLATFORM_"),
         "settings.env_prefix: 'ML_PLATFORM_' must be upper case",
     ),
+    "a parameter shadowing a setting": (
+        lambda d: d["settings"]["params"].update(train_days=3),
+        "settings.params.train_days: a setting of its own, not a parameter",
+    ),
     "setting out of range": (
         _set("settings.train_days", 0),
         "settings.train_days: Input should be greater than or equal to 1",
