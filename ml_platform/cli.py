@@ -302,6 +302,39 @@ def _add_warehouse_commands(sub) -> None:
     p.set_defaults(func=_cmd_dbt)
 
 
+# --- use cases --------------------------------------------------------------------------------
+
+
+def _cmd_use_cases(args: argparse.Namespace) -> int:
+    import json
+
+    from ml_platform.use_cases import load_use_cases
+    from ml_platform.use_cases.derive import catalog_entry
+
+    entries = [catalog_entry(uc) for uc in load_use_cases().values()]
+    if args.json:
+        _print_json(entries)
+        return 0
+    for e in entries:
+        entities = ", ".join(f"{k} ({t})" for k, t in e["entities"].items())
+        print(f"{e['name']}: {e['task']}, {e['n_features']} features, entities {entities}")
+        print(f"  folder:  {e['folder']}")
+        print(f"  model:   {e['model_name']}")
+        print(f"  service: bentoml serve {e['service']}")
+        print(f"  example request: {json.dumps(e['example_request'])}")
+    return 0
+
+
+def _add_use_case_commands(sub) -> None:
+    p = sub.add_parser(
+        "use-cases",
+        help="list every use case (package folders and ML_PLATFORM_USE_CASE_DIRS): task, "
+        "entities, features, model, service target, an example request",
+    )
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=_cmd_use_cases)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ml-platform", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -318,6 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_serving_commands(sub)
     _add_monitoring_commands(sub)
     _add_warehouse_commands(sub)
+    _add_use_case_commands(sub)
     return parser
 
 

@@ -32,6 +32,11 @@ class Settings(BaseSettings):
     # --- data source ---------------------------------------------------------------------
     source: Literal["simulator", "files"] = "simulator"
     source_dir: Path | None = Field(None, description="Daily YYYY-MM-DD.parquet/.csv files.")
+    use_case_dirs: str = Field(
+        "",
+        description="Extra use-case folders (os.pathsep-separated): each a use-case folder "
+        "or a folder of them, found besides the package's own.",
+    )
 
     # --- simulator (demo scale by default; see benchmarks for full scale) -----------------
     sim_seed: int = 42
