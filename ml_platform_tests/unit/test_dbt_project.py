@@ -253,7 +253,9 @@ def test_a_failing_dbt_test_fails_the_run_and_is_recorded(lake_world):
 
 
 @pytest.mark.slow
-def test_touched_model_makes_the_manifest_stale_and_it_is_reparsed(lake_world, monkeypatch):
+def test_touched_model_makes_the_manifest_stale_and_it_is_reparsed(
+    lake_world, monkeypatch, tmp_path
+):
     from ml_platform.defs.warehouse.project import manifest_is_stale
     from ml_platform.settings import get_settings
 
@@ -264,7 +266,7 @@ def test_touched_model_makes_the_manifest_stale_and_it_is_reparsed(lake_world, m
     assert manifest.stat().st_mtime_ns == built
 
     with monkeypatch.context() as mp:  # another warehouse path: parsed for other paths
-        mp.setenv("ML_PLATFORM_DATA_DIR", str(DBT_PROJECT_DIR / "elsewhere"))
+        mp.setenv("ML_PLATFORM_DATA_DIR", str(tmp_path / "elsewhere"))
         get_settings.cache_clear()
         assert manifest_is_stale()
     get_settings.cache_clear()
