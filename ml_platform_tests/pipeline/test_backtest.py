@@ -6,6 +6,7 @@ import json
 from datetime import date
 from pathlib import Path
 
+import dagster as dg
 import pandas as pd
 import pytest
 
@@ -37,8 +38,59 @@ def source(tmp_path_factory) -> Path:
     return out
 
 
+@dg.asset
+def caller_asset() -> int:
+    return 1
+
+
+def _caller_state(s) -> dict:
+    """What the caller owns: lake file bytes, data folder entries, Dagster runs, registry."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=s.tracking_uri, registry_uri=s.tracking_uri)
+    with dg.DagsterInstance.get() as instance:
+        runs = [r.run_id for r in instance.get_runs()]
+    return {
+        "lake": {str(p.relative_to(s.lake_dir)): p.read_bytes() for p in s.lake_dir.rglob("*.*")},
+        "data_dir": sorted(p.name for p in s.data_dir.iterdir()),
+        "runs": runs,
+        "models": [(m.name, m.aliases, m.tags) for m in client.search_registered_models()],
+        "versions": [(v.name, v.version, v.tags) for v in client.search_model_versions()],
+    }
+
+
+@pytest.fixture
+def caller(settings_env, monkeypatch, source, tmp_path):
+    """A caller with a lake partition, one run in its DAGSTER_HOME and a registered champion."""
+    from mlflow import MlflowClient
+
+    from ml_platform.data import lake
+    from ml_platform.runtime import ensure_dagster_home
+    from ml_platform.training import registry
+
+    home = tmp_path / "caller_home"
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    s = settings_env(dagster_home=home)
+    day = date(2025, 3, 1)
+    raw = pd.read_parquet(source / f"{day}.parquet")
+    lake.write_partition(raw, s.lake_dir, "raw_transactions", day)
+    ensure_dagster_home(s)
+    with dg.DagsterInstance.get() as instance:
+        assert dg.materialize([caller_asset], instance=instance).success
+    client = MlflowClient(tracking_uri=s.tracking_uri, registry_uri=s.tracking_uri)
+    client.create_registered_model(s.model_name)
+    client.create_model_version(s.model_name, source=(tmp_path / "model").as_uri())
+    registry.set_alias(registry.CHAMPION, "1", who="test", why="the caller's champion")
+    state = _caller_state(s)
+    assert state["lake"] and state["runs"] and state["versions"]
+    return s, state
+
+
 @pytest.mark.slow
-def test_backtest_runs_the_pipeline_and_scores_every_test_transaction(source, tmp_path, capsys):
+def test_backtest_runs_the_pipeline_and_scores_every_test_transaction(
+    source, caller, tmp_path, capsys
+):
+    s, before = caller
     out = tmp_path / "scores.parquet"
     assert (
         main(["backtest", "--source", str(source), *ARGS, "--label-delay", "7", "--out", str(out)])
@@ -61,6 +113,8 @@ def test_backtest_runs_the_pipeline_and_scores_every_test_transaction(source, tm
     assert scores["score"].between(0, 1).all()
     assert (scores["model_version"] == result["model_version"]).all()
     assert result["n_scored_after_protocol"] <= result["n_test_transactions"]
+    # the caller's lake, instance and registry are untouched
+    assert _caller_state(s) == before
 
 
 @pytest.mark.parametrize(

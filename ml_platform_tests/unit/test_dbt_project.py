@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from datetime import date
@@ -159,3 +160,143 @@ def test_models_replace_their_range_and_count_quarantine(settings_env, tmp_path)
     third = _dbt_build(s, tmp_path, D1, D1, "stg_transactions")
     assert third.returncode != 0
     assert "accepted_values_stg_transactions_tx_fraud" in third.stdout
+
+
+# --- the Dagster layer over dbt and the `ml-platform dbt` command, on one shared lake ------
+
+FRAUD_VALUES_CHECK = "accepted_values_stg_transactions_tx_fraud"
+GOOD = {D1: [1, 2, 3], D2: [4, 5]}
+
+
+def _write_day(s, day: date, fraud: list[int] | None = None) -> None:
+    lake.write_partition(_tx(GOOD[day], day, fraud), s.lake_dir, "validated_transactions", day)
+    lake.write_partition(_quarantine(1), s.lake_dir, "quarantined_transactions", day)
+
+
+@pytest.fixture(scope="module")
+def lake_world(tmp_path_factory):
+    """Settings on a private data folder holding two valid lake days, the manifest parsed
+    for it, and a runner materializing the dbt assets for one day on a fresh instance."""
+    from ml_platform.settings import get_settings
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ML_PLATFORM_DATA_DIR", str(tmp_path_factory.mktemp("dbt") / "data"))
+        get_settings.cache_clear()
+        s = get_settings()
+        for day in GOOD:
+            _write_day(s, day)
+        prepare_dbt_manifest()  # parsed for this warehouse path: each build skips its own
+        import dagster as dg
+        from dagster_dbt import DbtCliResource
+
+        from ml_platform.defs.warehouse.assets import warehouse_dbt
+
+        def materialize(day: date) -> tuple[dg.ExecuteInProcessResult, dg.DagsterInstance]:
+            instance = dg.DagsterInstance.ephemeral()
+            result = dg.materialize(
+                [warehouse_dbt],
+                partition_key=day.isoformat(),
+                resources={"dbt": DbtCliResource(project_dir=warehouse_project)},
+                instance=instance,
+                raise_on_error=False,
+            )
+            return result, instance
+
+        yield s, materialize
+    get_settings.cache_clear()
+
+
+def _run_targets(run_id: str) -> list[Path]:
+    """The per-call target folders dagster-dbt made for one run."""
+    return list((DBT_PROJECT_DIR / "target").glob(f"warehouse_dbt-{run_id[:7]}-*"))
+
+
+@pytest.mark.slow
+def test_dagster_run_passes_its_checks_and_removes_its_target_folder(lake_world):
+    s, materialize = lake_world
+    result, _ = materialize(D1)
+    assert result.success
+    checks = result.get_asset_check_evaluations()
+    assert any(e.check_name.startswith(FRAUD_VALUES_CHECK) for e in checks)
+    assert all(e.passed for e in checks)
+    assert not _run_targets(result.run_id)  # deleted after a successful run
+    stg = next(
+        e.materialization
+        for e in result.get_asset_materialization_events()
+        if e.materialization.asset_key.to_user_string() == "stg_transactions"
+    )
+    assert stg.metadata["range_rows"].value == len(GOOD[D1])
+    assert stg.metadata["range"].value == f"{D1}..{D1}"
+
+
+@pytest.mark.slow
+def test_a_failing_dbt_test_fails_the_run_and_is_recorded(lake_world):
+    import dagster as dg
+
+    s, materialize = lake_world
+    _write_day(s, D2, fraud=[0, 2])  # a label that is neither 0 nor 1
+    try:
+        result, instance = materialize(D2)
+    finally:
+        _write_day(s, D2)  # the shared lake is valid again for the other tests
+    assert not result.success
+    assert instance.get_run_by_id(result.run_id).status == dg.DagsterRunStatus.FAILURE
+    failed = [e for e in result.get_asset_check_evaluations() if not e.passed]
+    assert [e.check_name.startswith(FRAUD_VALUES_CHECK) for e in failed] == [True]
+    assert failed[0].asset_key == dg.AssetKey("stg_transactions")
+    record = instance.get_latest_asset_check_evaluation_record(failed[0].asset_check_key)
+    assert record is not None and record.run_id == result.run_id
+    assert record.event.dagster_event.event_specific_data.passed is False
+    kept = _run_targets(result.run_id)  # kept to debug the failure
+    assert len(kept) == 1 and (kept[0] / "run_results.json").exists()
+    shutil.rmtree(kept[0])
+
+
+@pytest.mark.slow
+def test_touched_model_makes_the_manifest_stale_and_it_is_reparsed(
+    lake_world, monkeypatch, tmp_path
+):
+    from ml_platform.defs.warehouse.project import manifest_is_stale
+    from ml_platform.settings import get_settings
+
+    manifest = warehouse_project.manifest_path
+    assert not manifest_is_stale()
+    built = manifest.stat().st_mtime_ns
+    prepare_dbt_manifest()  # fresh: no parse
+    assert manifest.stat().st_mtime_ns == built
+
+    with monkeypatch.context() as mp:  # another warehouse path: parsed for other paths
+        mp.setenv("ML_PLATFORM_DATA_DIR", str(tmp_path / "elsewhere"))
+        get_settings.cache_clear()
+        assert manifest_is_stale()
+    get_settings.cache_clear()
+    assert not manifest_is_stale()
+
+    model = DBT_PROJECT_DIR / "models" / "staging" / "stg_transactions.sql"
+    original = model.stat()
+    try:
+        os.utime(model)  # `touch`: now newer than the manifest
+        assert manifest_is_stale()
+        prepare_dbt_manifest()
+        assert manifest.stat().st_mtime_ns > built
+        assert not manifest_is_stale()
+    finally:
+        os.utime(model, ns=(original.st_atime_ns, original.st_mtime_ns))
+
+
+@pytest.mark.slow
+def test_ml_platform_dbt_build_builds_the_warehouse_of_the_data_dir(lake_world, capfd):
+    from ml_platform.cli import main
+
+    s, _ = lake_world
+    results = DBT_PROJECT_DIR / "target" / "manual" / "run_results.json"
+    before = results.stat().st_mtime_ns if results.exists() else 0
+    assert main(["dbt", "--", "build"]) == 0
+    assert "Completed successfully" in capfd.readouterr().out
+    assert results.stat().st_mtime_ns > before  # artifacts in target/manual
+    stg = warehouse.query(s.warehouse_path, "select transaction_id from stg_transactions")
+    assert sorted(stg["transaction_id"]) == sorted(GOOD[D1] + GOOD[D2])  # every lake day
+    fct = warehouse.query(
+        s.warehouse_path, "select n_quarantined from fct_daily_transactions order by tx_date"
+    )
+    assert fct["n_quarantined"].tolist() == [1, 1]
