@@ -112,6 +112,8 @@ def test_model_reports_watermark_and_stale_store_warns(service: Service, loaded)
     newest = tx.loc[tx["tx_datetime"] < loaded["tx_datetime"], "tx_datetime"].max()
     info = service.online_store()
     assert info["watermark"] == newest.isoformat()
+    counted = datetime.fromisoformat(info["entities_counted_at"])
+    assert timedelta(0) <= datetime.now(UTC) - counted < timedelta(minutes=10)
     assert info["entities"][CUSTOMER_ID] > 0 and info["entities"][TERMINAL_ID] > 0
     # DAY's first transaction is in the lake, not in the store: older than the lake
     expected = (

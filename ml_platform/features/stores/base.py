@@ -123,8 +123,8 @@ class OnlineStore(ABC):
         """Newest event time the store holds (naive-UTC ns); None while it is empty."""
 
     @abstractmethod
-    def _set_watermark(self, time_ns: int | None) -> None:
-        """Replace the watermark (None: remove it); only ``load`` may move it back."""
+    def _set_watermark(self, time_ns: int) -> None:
+        """Replace the watermark (``clear`` removes it); only ``load`` may move it back."""
 
     def describe(self) -> dict[str, Any]:
         """Kind, watermark (ISO) and entity counts: what the demo and ``GET /model`` show."""
@@ -174,7 +174,8 @@ class OnlineStore(ABC):
         )
         self.clear()
         self._bulk_insert(rows)
-        self._set_watermark(int(rows["time_ns"].max()) if len(rows) else None)
+        if len(rows):
+            self._set_watermark(int(rows["time_ns"].max()))
         counts = self.entity_counts()
         return {"rows": len(rows), "labels": int(rows["fraud"].sum()), **counts}
 

@@ -199,10 +199,7 @@ class RedisStore(OnlineStore):
         value = self._r.hget(self.meta_key, "ns")
         return None if value is None else int(value)
 
-    def _set_watermark(self, time_ns: int | None) -> None:
-        if time_ns is None:
-            self._r.delete(self.meta_key)
-            return
+    def _set_watermark(self, time_ns: int) -> None:
         mapping = {"k": f"{time_ns + _ORDER_OFFSET:020d}", "ns": time_ns, "us": _us(time_ns)}
         self._r.hset(self.meta_key, mapping=mapping)
 

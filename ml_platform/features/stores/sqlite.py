@@ -137,12 +137,8 @@ class SQLiteStore(OnlineStore):
             self._con.execute("COMMIT")
             self._con.executescript(_SCHEMA)
 
-    def prune(self, now_ns: int | None = None) -> int:
-        """Drop every entry no window can reach any more (default: as of the watermark)."""
-        if now_ns is None:
-            now_ns = self.watermark_ns()
-            if now_ns is None:
-                return 0
+    def prune(self, now_ns: int) -> int:
+        """Drop every entry no window can reach any more (old state expires)."""
         with self._lock:
             cur = self._con.execute(
                 "DELETE FROM entity_tx WHERE time_ns <= ?", (now_ns - self.horizon_ns,)
@@ -163,14 +159,11 @@ class SQLiteStore(OnlineStore):
             ).fetchone()
         return None if row is None else int(row[0])
 
-    def _set_watermark(self, time_ns: int | None) -> None:
+    def _set_watermark(self, time_ns: int) -> None:
         with self._lock:
-            if time_ns is None:
-                self._con.execute("DELETE FROM store_meta WHERE key = ?", (WATERMARK_KEY,))
-            else:
-                self._con.execute(
-                    "INSERT OR REPLACE INTO store_meta VALUES (?, ?)", (WATERMARK_KEY, time_ns)
-                )
+            self._con.execute(
+                "INSERT OR REPLACE INTO store_meta VALUES (?, ?)", (WATERMARK_KEY, time_ns)
+            )
 
     def entity_counts(self) -> dict[str, int]:
         with self._lock:
