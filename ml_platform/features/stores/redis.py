@@ -38,11 +38,14 @@ return out
 # The order key is ns + 2**63 as 20 digits: Lua numbers are doubles, too coarse for ns,
 # but fixed-width strings compare exactly; microseconds are exact in a double.
 _APPEND_LUA = """
-local cur = redis.call('HGET', KEYS[1], 'k')
-if (not cur) or ARGV[3] > cur then
+local cur = redis.call('HMGET', KEYS[1], 'k', 'us')
+local wus = ARGV[2]
+if (not cur[1]) or ARGV[3] > cur[1] then
   redis.call('HSET', KEYS[1], 'k', ARGV[3], 'ns', ARGV[4], 'us', ARGV[2])
+else
+  wus = cur[2]
 end
-local old = tonumber(redis.call('HGET', KEYS[1], 'us')) - tonumber(ARGV[5])
+local old = tonumber(wus) - tonumber(ARGV[5])
 local bound = '(' .. string.format('%d', old)
 for i = 2, 4, 2 do
   redis.call('ZADD', KEYS[i], ARGV[2], ARGV[1])
