@@ -138,10 +138,9 @@ class FraudDetector:
 
         kind = self.store.kind
         counted_at = datetime.now(UTC).isoformat(timespec="seconds")
-        try:
-            with self._engine_lock:
-                watermark = ns_to_iso(self.store.watermark_ns())
-                entities = self.store.entity_counts()
+        try:  # the stores are thread-safe: the request path's engine lock is not taken
+            watermark = ns_to_iso(self.store.watermark_ns())
+            entities = self.store.entity_counts()
         except guards.STORE_ERRORS as exc:
             log.warning("fraud_detector: online store (%s) unreadable: %s", kind, exc)
             return OnlineStoreDescription(
@@ -329,8 +328,7 @@ class FraudDetector:
         champ, chall = self.slots.champion, self.slots.challenger
         store = self._store_info
         try:
-            with self._engine_lock:
-                store = store.model_copy(update={"watermark": ns_to_iso(self.store.watermark_ns())})
+            store = store.model_copy(update={"watermark": ns_to_iso(self.store.watermark_ns())})
         except guards.STORE_ERRORS as exc:
             store = store.model_copy(update={"error": f"{type(exc).__name__}: {exc}"})
         return ModelDescription(
