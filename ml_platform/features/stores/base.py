@@ -147,7 +147,8 @@ class OnlineStore(ABC):
         """Replace the state with what the online engine needs at ``as_of``.
 
         Keeps transactions in ``(as_of - horizon, as_of]``; a label is loaded only if it has
-        matured (transaction at or before ``as_of - label delay``).
+        matured (transaction at or before ``as_of - label delay``). The watermark becomes the
+        newest transaction kept (none kept: the store is empty and has no watermark).
         """
         from ml_platform.features.batch import naive_utc
 
