@@ -1,11 +1,15 @@
-"""``make demo``: the whole platform end to end on embedded defaults, then a summary."""
+"""``make demo``: the whole platform end to end on embedded defaults, then a summary.
+
+Each stage prints a line when it starts and one when it is done: the first run takes
+minutes, and a console that stays silent meanwhile looks hung.
+"""
 
 from __future__ import annotations
 
 import time
 
 from ml_platform.runtime import ensure_dagster_home, quiet_telemetry
-from ml_platform.settings import get_settings
+from ml_platform.settings import Settings, get_settings
 
 
 def prepare() -> None:
@@ -17,6 +21,30 @@ def prepare() -> None:
     prepare_dbt_manifest()
 
 
+def stage_started(name: str, what: str) -> float:
+    """Print that a stage starts (what it does) and return its start time."""
+    print(f"  {name}: started ({what})", flush=True)
+    return time.perf_counter()
+
+
+def stage_done(name: str, started: float, detail: str = "") -> None:
+    print(f"  {name}: done in {time.perf_counter() - started:.1f}s{detail}", flush=True)
+
+
+def store_summary(settings: Settings) -> str:
+    """The online store's kind, watermark and entity counts, as one line."""
+    from ml_platform.data.contract import CUSTOMER_ID, TERMINAL_ID
+    from ml_platform.features.stores import open_store
+
+    with open_store(settings) as store:
+        d = store.describe()
+    n = d["entities"]
+    return (
+        f"online store ({d['kind']}): watermark {d['watermark'] or '- (empty)'}, "
+        f"{n[CUSTOMER_ID]:,} customers, {n[TERMINAL_ID]:,} terminals"
+    )
+
+
 def run_demo() -> int:
     s = get_settings()
     t0 = time.perf_counter()
@@ -24,17 +52,21 @@ def run_demo() -> int:
     from ml_platform.definitions import defs
     from ml_platform.defs.run import run_job
 
-    print(f"ml_platform demo: {s.start_date}..{s.end_date} ({s.n_days} days), data in {s.data_dir}")
-    timings: dict[str, float] = {}
-    for job_name in ("spine_job", "training_features_job"):
-        t = time.perf_counter()
+    print(
+        f"ml_platform demo: {s.start_date}..{s.end_date} ({s.n_days} days), data in {s.data_dir}",
+        flush=True,
+    )
+    jobs = {
+        "spine_job": "ingestion, validation, dbt warehouse",
+        "training_features_job": f"features, online store as of {s.end_date} end of day",
+    }
+    for job_name, what in jobs.items():
+        t = stage_started(job_name, what)
         run_job(defs, job_name, start=s.start_date, end=s.end_date, log_level="WARNING")
-        timings[job_name] = time.perf_counter() - t
-        print(f"  {job_name}: done in {timings[job_name]:.1f}s")
-    # training (issue 4): train + register the challenger, then the promotion gate
-    t = time.perf_counter()
+        stage_done(job_name, t)
+    t = stage_started("training_job", "baseline + LightGBM, MLflow registry, promotion gate")
     run_job(defs, "training_job", log_level="WARNING")
-    print(f"  training_job: done in {time.perf_counter() - t:.1f}s")
+    stage_done("training_job", t)
 
     from ml_platform.summary import print_summary
 
@@ -42,13 +74,14 @@ def run_demo() -> int:
     from ml_platform.training.registry import champion_report
 
     print(champion_report())
-    # serving (issue 5): batch predictions with the champion, then how to call the API
+    # serving: batch predictions with the champion, then how to call the API
     from ml_platform.serving.demo import run_serving_step
 
     run_serving_step(defs, s)
-    # monitoring (issue 6): labeled performance (dbt), drift report, skew, summary chart
+    # monitoring: labeled performance (dbt), drift report, skew, summary chart
     from ml_platform.monitoring.demo_step import run_monitoring_step
 
+    stage_started("monitoring", "labeled_performance_job, then monitoring_job: drift, skew")
     run_monitoring_step(defs, s)
     logs = s.data_dir / "logs"
     print(f"  run output (dbt and MLflow log lines): {logs}/<job>.log; every event: make dev")

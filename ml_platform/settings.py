@@ -88,6 +88,11 @@ class Settings(BaseSettings):
     serving_log_flush_seconds: float = Field(
         0.05, gt=0, description="Prediction-log writer batches rows for at most this long."
     )
+    serving_max_future_seconds: float = Field(
+        300,
+        ge=0,
+        description="Refuse transactions dated more than this after the service clock (400).",
+    )
 
     # --- production profile (issue 7; owner: production) ------------------------------------
     # profile="production" puts the Dagster instance on PostgreSQL (deploy/dagster.yaml reads

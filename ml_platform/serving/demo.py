@@ -1,9 +1,13 @@
-"""The serving step of ``make demo``: batch predictions, then how to call the API."""
+"""The serving step of ``make demo``: batch predictions, then how to call the API.
+
+The example request is a real transaction of the last day, so with the online store loaded
+as of the range's end (``training_features_job``) the API computes exactly the features
+the batch engine computed for it.
+"""
 
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 from ml_platform.settings import Settings
@@ -13,6 +17,7 @@ def run_serving_step(defs: Any, settings: Settings) -> dict[str, Any]:
     """Score the demo range with the champion (batch_scoring_job) and print the API recipe."""
     from ml_platform.data import lake
     from ml_platform.defs.run import run_job
+    from ml_platform.demo import stage_done, stage_started, store_summary
     from ml_platform.serving.scoring import NoModelError, load_model
 
     try:
@@ -20,7 +25,7 @@ def run_serving_step(defs: Any, settings: Settings) -> dict[str, Any]:
     except NoModelError:
         print("  serving: no champion registered, batch predictions skipped")
         return {}
-    t = time.perf_counter()
+    t = stage_started("batch_scoring_job", f"every day scored with {model.name} v{model.version}")
     run_job(
         defs,
         "batch_scoring_job",
@@ -30,19 +35,23 @@ def run_serving_step(defs: Any, settings: Settings) -> dict[str, Any]:
     )
     keys = lake.list_partitions(settings.lake_dir, "batch_predictions")
     last = lake.read_partitions(settings.lake_dir, "batch_predictions", keys[-1:])
-    print(
-        f"  batch_scoring_job: {len(keys)} days scored with {model.name} v{model.version} "
-        f"in {time.perf_counter() - t:.1f}s; last day {keys[-1] if keys else '-'}: "
-        f"{len(last)} transactions, {int(last['is_fraud'].sum()) if len(last) else 0} flagged"
+    stage_done(
+        "batch_scoring_job",
+        t,
+        f"; {len(keys)} days, last day {keys[-1] if keys else '-'}: {len(last)} transactions, "
+        f"{int(last['is_fraud'].sum()) if len(last) else 0} flagged",
     )
     example = _example(settings, keys[-1] if keys else None)
     host, port = settings.serving_host, settings.serving_port
+    body = json.dumps(example)
     print("\nReal-time API (BentoML, champion + online features):")
+    print(f"  features from the {store_summary(settings)}")
     print("  make serve        # = uv run bentoml serve ml_platform.serving.service:FraudDetector")
-    print(
-        f"  curl -s -X POST http://{host}:{port}/predict -H 'Content-Type: application/json' "
-        f"-d '{json.dumps(example)}'"
-    )
+    for route, what in (("predict", "score (and record)"), ("features", "features, not recorded")):
+        print(
+            f"  curl -s -X POST http://{host}:{port}/{route} -H 'Content-Type: application/json' "
+            f"-d '{body}'   # {what}"
+        )
     print(f"  docs: http://{host}:{port}/   model: curl http://{host}:{port}/model")
     print("  edge package: uv run ml-platform export-edge data/edge_pkg")
     return {"days_scored": len(keys), "model_version": model.version}
@@ -51,6 +60,7 @@ def run_serving_step(defs: Any, settings: Settings) -> dict[str, Any]:
 def _example(settings: Settings, day: str | None) -> dict[str, Any]:
     """A real transaction of the last scored day (so the customer has online history)."""
     from ml_platform.data import lake
+    from ml_platform.training.datasets import TRANSACTIONS_TABLE
 
     body = {
         "transaction_id": 1,
@@ -60,7 +70,7 @@ def _example(settings: Settings, day: str | None) -> dict[str, Any]:
         "tx_amount": 42.5,
     }
     if day:
-        tx = lake.read_partitions(settings.lake_dir, "validated_transactions", [day])
+        tx = lake.read_partitions(settings.lake_dir, TRANSACTIONS_TABLE, [day])
         if len(tx):
             r = tx.iloc[len(tx) // 2]
             body = {

@@ -79,8 +79,18 @@ class Prediction(BaseModel):
     model_version: str
 
 
+class OnlineStoreDescription(BaseModel):
+    """The online store the features come from: how fresh it is and how much it holds."""
+
+    kind: str = Field(description="sqlite or redis (ML_PLATFORM_ONLINE_STORE).")
+    watermark: str | None = Field(description="Newest event time held (naive UTC); None: empty.")
+    entities: dict[str, int] = Field(description="Entities with state, counted at start/reload.")
+    entities_counted_at: str | None = Field(None, description="When they were counted (UTC).")
+    error: str | None = Field(None, description="Why the store could not be read, if so.")
+
+
 class ModelDescription(BaseModel):
-    """What `/model` reports: the champion and, when present, the shadow challenger."""
+    """What `/model` reports: the champion, the shadow challenger, the online store."""
 
     model_name: str
     champion: dict[str, Any] | None
@@ -89,3 +99,13 @@ class ModelDescription(BaseModel):
     feature_columns: list[str]
     loaded_at: str | None
     last_error: str | None = None
+    online_store: OnlineStoreDescription | None = None
+
+
+class FeatureVector(BaseModel):
+    """`POST /features`: the online features of a transaction, which is not recorded."""
+
+    transaction_id: int
+    tx_datetime: datetime
+    feature_version: str
+    features: dict[str, float] = Field(description="FEATURE_COLUMNS order.")

@@ -7,7 +7,9 @@ the shadow challenger run in a writer thread, and the registry aliases are polle
 another thread (a new champion is served without a restart; ``POST /reload`` forces it).
 
 No champion yet -> 503 with a message (the service still starts and keeps polling); bad
-input -> 400 naming the field and the reason; never a 500 for a bad request.
+input -> 400 naming the field and the reason; never a 500 for a bad request. A transaction
+dated after the service clock plus ``serving_max_future_seconds`` is bad input: recorded, it
+would move the online store's watermark ahead and prune real history.
 Dagster, Evidently and (at request time) MLflow are never imported here.
 """
 
@@ -30,8 +32,15 @@ from fastapi.responses import JSONResponse  # noqa: E402
 from pydantic import Field  # noqa: E402
 
 from ml_platform.features.online import parse_tx  # noqa: E402
+from ml_platform.features.stores.base import TxRecord, ns_to_iso  # noqa: E402
 from ml_platform.serving import guards  # noqa: E402
-from ml_platform.serving.schemas import ModelDescription, Prediction, Transaction  # noqa: E402
+from ml_platform.serving.schemas import (  # noqa: E402
+    FeatureVector,
+    ModelDescription,
+    OnlineStoreDescription,
+    Prediction,
+    Transaction,
+)
 from ml_platform.settings import get_settings  # noqa: E402
 
 log = logging.getLogger("ml_platform.serving")
@@ -53,9 +62,11 @@ def _no_model_response(load_error: str | None = None) -> JSONResponse:
     return JSONResponse(body, status_code=503)
 
 
-def _bad_request(field: str, reason: str) -> JSONResponse:
+def _bad_request(loc: tuple[str | int, ...], reason: str) -> JSONResponse:
+    """400 with ``detail[].loc`` as pydantic gives it, e.g. ``["transactions", 3, "tx_amount"]``."""
+    where = ".".join(str(part) for part in loc)
     return JSONResponse(
-        {"error": f"{field}: {reason}", "detail": [{"loc": [field], "msg": reason}]},
+        {"error": f"{where}: {reason}", "detail": [{"loc": list(loc), "msg": reason}]},
         status_code=400,
     )
 
@@ -91,8 +102,10 @@ class FraudDetector:
         self.feature_version = FEATURE_VERSION
         self.store = open_store(s)
         self.engine = OnlineFeatureEngine(self.store, s.label_delay_days)
+        self.max_future_ns = int(s.serving_max_future_seconds * 1e9)
         # one engine, used from the event loop only; the lock guards admin-thread access
         self._engine_lock = threading.Lock()
+        self._store_info = self._check_store()
         self._log_entry = LogEntry
         self.log_writer = PredictionLogWriter(
             prediction_log_path(s), self.feature_columns, flush_seconds=s.serving_log_flush_seconds
@@ -115,7 +128,67 @@ class FraudDetector:
         self.log_writer.close(timeout=5)
         self.store.close()
 
+    def _check_store(self) -> OnlineStoreDescription:
+        """Count the store's entities (``/model`` shows them) and warn when it is empty or
+        older than the lake: requests would then see too little history (skew)."""
+        from datetime import UTC, datetime
+
+        from ml_platform.data import lake
+        from ml_platform.training.datasets import TRANSACTIONS_TABLE
+
+        kind = self.store.kind
+        counted_at = datetime.now(UTC).isoformat(timespec="seconds")
+        try:  # the stores are thread-safe: the request path's engine lock is not taken
+            watermark = ns_to_iso(self.store.watermark_ns())
+            entities = self.store.entity_counts()
+        except guards.STORE_ERRORS as exc:
+            log.warning("fraud_detector: online store (%s) unreadable: %s", kind, exc)
+            return OnlineStoreDescription(
+                kind=kind, watermark=None, entities={}, error=f"{type(exc).__name__}: {exc}"
+            )
+        days = lake.list_partitions(self.settings.lake_dir, TRANSACTIONS_TABLE)
+        newest = days[-1] if days else None
+        hint = "materialize online_feature_store (make demo, or the daily pipeline)"
+        if watermark is None:
+            log.warning(
+                "fraud_detector: online store (%s) is empty, newest %s day is %s: every "
+                "request is computed without history; %s",
+                kind,
+                TRANSACTIONS_TABLE,
+                newest or "-",
+                hint,
+            )
+        elif newest is not None and watermark[:10] < newest:
+            log.warning(
+                "fraud_detector: online store (%s) watermark %s is older than the newest %s "
+                "day %s: requests miss that history; %s",
+                kind,
+                watermark,
+                TRANSACTIONS_TABLE,
+                newest,
+                hint,
+            )
+        else:
+            log.info("fraud_detector: online store (%s) at %s, %s", kind, watermark, entities)
+        return OnlineStoreDescription(
+            kind=kind, watermark=watermark, entities=entities, entities_counted_at=counted_at
+        )
+
     # --- the request path -----------------------------------------------------------------
+    def _parse(self, record: dict[str, Any]) -> TxRecord:
+        """The engine's checks, then the clock: a transaction from the future is refused
+        before anything is recorded (``ValueError`` "field: reason")."""
+        parsed = parse_tx(record)
+        now_ns = time.time_ns()
+        if parsed.time_ns > now_ns + self.max_future_ns:
+            raise ValueError(
+                f"tx_datetime: {ns_to_iso(parsed.time_ns)} is "
+                f"{(parsed.time_ns - now_ns) / 1e9:.0f} s after the service clock "
+                f"({ns_to_iso(now_ns)} UTC); at most ML_PLATFORM_SERVING_MAX_FUTURE_SECONDS = "
+                f"{self.settings.serving_max_future_seconds:g} s ahead is accepted"
+            )
+        return parsed
+
     def _features(self, tx: Any) -> np.ndarray:
         """Online features (before recording), then the transaction joins the state."""
         with self._engine_lock:
@@ -128,7 +201,7 @@ class FraudDetector:
         t0 = time.perf_counter()
         record = tx.as_record()
         try:  # the engine's own checks (e.g. a date pandas cannot hold) name the field
-            parsed = parse_tx(record)
+            parsed = self._parse(record)
         except ValueError as exc:
             return _bad_request(*_split_reason(exc))  # type: ignore[return-value]
         model = self.slots.champion
@@ -168,10 +241,10 @@ class FraudDetector:
         parsed = []
         for i, rec in enumerate(records):
             try:
-                parsed.append(parse_tx(rec))
+                parsed.append(self._parse(rec))
             except ValueError as exc:
                 field, reason = _split_reason(exc)
-                return _bad_request(f"transactions.{i}.{field}", reason)  # type: ignore[return-value]
+                return _bad_request(("transactions", i, *field), reason)  # type: ignore[return-value]
         model = self.slots.champion
         if model is None:
             return _no_model_response(self.slots.last_error)  # type: ignore[return-value]
@@ -187,7 +260,7 @@ class FraudDetector:
                 return guards.store_unavailable_response(exc)  # type: ignore[return-value]
             except ValueError as exc:
                 field, reason = _split_reason(exc)
-                return _bad_request(f"transactions.{i}.{field}", reason)  # type: ignore[return-value]
+                return _bad_request(("transactions", i, *field), reason)  # type: ignore[return-value]
         scores = model.score(x)
         per_tx_ms = (time.perf_counter() - t0) * 1000 / len(records)
         answers = []
@@ -205,6 +278,25 @@ class FraudDetector:
             )
             self._log("/predict_batch", rec, x[i], score, model, per_tx_ms)
         return answers
+
+    @bentoml.api(route="/features")
+    async def features(self, tx: Transaction, /) -> FeatureVector:
+        """Online features of a transaction from the store, NOT recorded (debugging, skew
+        checks: asking twice gives the same answer and changes no state)."""
+        try:
+            parsed = self._parse(tx.as_record())
+            with self._engine_lock:
+                x = self.engine.compute(parsed)
+        except ValueError as exc:
+            return _bad_request(*_split_reason(exc))  # type: ignore[return-value]
+        except guards.STORE_ERRORS as exc:
+            return guards.store_unavailable_response(exc)  # type: ignore[return-value]
+        return FeatureVector(
+            transaction_id=tx.transaction_id,
+            tx_datetime=tx.tx_datetime,
+            feature_version=self.feature_version,
+            features=dict(zip(self.feature_columns, x.tolist(), strict=True)),
+        )
 
     @bentoml.api(route="/echo")
     async def echo(self, tx: Transaction, /) -> Transaction:
@@ -231,8 +323,14 @@ class FraudDetector:
     # --- admin routes (plain FastAPI, GET allowed) ------------------------------------------
     @admin.get("/model")
     def model_info(self) -> ModelDescription:
-        """The champion served (and the shadow challenger, if any)."""
+        """The champion served (and the shadow challenger, if any) and the online store:
+        its watermark read now (one lookup), entities as counted at start-up / reload."""
         champ, chall = self.slots.champion, self.slots.challenger
+        store = self._store_info
+        try:
+            store = store.model_copy(update={"watermark": ns_to_iso(self.store.watermark_ns())})
+        except guards.STORE_ERRORS as exc:
+            store = store.model_copy(update={"error": f"{type(exc).__name__}: {exc}"})
         return ModelDescription(
             model_name=self.settings.model_name,
             champion=champ.describe() if champ else None,
@@ -241,13 +339,20 @@ class FraudDetector:
             feature_columns=self.feature_columns,
             loaded_at=self.slots.last_refresh,
             last_error=self.slots.last_error,
+            online_store=store,
         )
 
     @admin.post("/reload")
     def reload(self) -> dict[str, Any]:
-        """Re-read the registry aliases now (the poller does it every few seconds anyway)."""
+        """Re-read the registry aliases now (the poller does it every few seconds anyway)
+        and re-check the online store (entity counts, the empty/stale warning)."""
         versions = self.slots.refresh()
-        return {"serving": versions, "error": self.slots.last_error}
+        self._store_info = self._check_store()
+        return {
+            "serving": versions,
+            "error": self.slots.last_error,
+            "online_store": self._store_info.model_dump(),
+        }
 
     @admin.get("/log_stats")
     def log_stats(self) -> dict[str, int]:
@@ -259,10 +364,10 @@ class FraudDetector:
 guards.install(FraudDetector, _SETTINGS)
 
 
-def _split_reason(exc: Exception) -> tuple[str, str]:
-    """``"field: reason"`` messages (the platform's convention) -> (field, reason)."""
+def _split_reason(exc: Exception) -> tuple[tuple[str], str]:
+    """``"field: reason"`` messages (the platform's convention) -> ((field,), reason)."""
     text = str(exc)
     field, sep, reason = text.partition(": ")
     if sep and field and " " not in field:
-        return field, reason
-    return "body", text
+        return (field,), reason
+    return ("body",), text

@@ -323,3 +323,55 @@ def copy_version(src_name: str, src_version: str, dst_name: str) -> str:
         if not key.startswith("alias."):
             client.set_model_version_tag(dst_name, mv.version, key, value)
     return str(mv.version)
+
+
+@contextlib.contextmanager
+def running_service(env: dict[str, str], log_path: Path, timeout: float = 120) -> Iterator[int]:
+    """The real ``bentoml serve`` of the API with ``env`` (see ``service_env``), yielded
+    once ``/readyz`` answers 200 (its port); stopped with its process group on exit."""
+    import http.client
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    port = int(env["ML_PLATFORM_SERVING_PORT"])
+    bentoml = Path(sys.executable).with_name("bentoml")
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            [str(bentoml), "serve", "ml_platform.serving.service:FraudDetector"],
+            cwd=Path(__file__).resolve().parents[2],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(
+                    f"bentoml serve exited {proc.returncode}:\n{log_path.read_text()[-3000:]}"
+                )
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            try:
+                conn.request("GET", "/readyz")
+                if conn.getresponse().status == 200:
+                    break
+            except (OSError, http.client.HTTPException):
+                pass
+            finally:
+                conn.close()
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"service not ready in {timeout:.0f} s:\n{log_path.read_text()[-3000:]}"
+                )
+            time.sleep(0.25)
+        yield port
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)

@@ -2,7 +2,8 @@
 
 Jobs: ``training_job`` (train, register, gate), ``feature_pipeline_job`` (ingestion +
 features over a partition range; what ``ml-platform backtest`` materializes) and
-``training_features_job`` (features only, once ingestion has run: the demo uses it).
+``training_features_job`` (features and the online store, once ingestion has run: the
+demo uses it, so the API starts with the history of the whole range).
 """
 
 import dagster as dg
@@ -24,8 +25,11 @@ feature_pipeline_job = dg.define_asset_job(
 
 training_features_job = dg.define_asset_job(
     name="training_features_job",
-    selection=dg.AssetSelection.assets("transaction_features"),
-    description="Features for a range of days whose transactions are validated (demo, retraining).",
+    selection=dg.AssetSelection.assets("transaction_features", "online_feature_store"),
+    description=(
+        "Features for a range of days whose transactions are validated, and the online store "
+        "loaded as of the range's end (demo, retraining)."
+    ),
 )
 
 defs = dg.Definitions(

@@ -3,8 +3,13 @@
 Each transaction is kept under its customer and under its terminal as
 ``(time_ns, transaction_id, amount, fraud)``; ``fraud`` is 1 only once a matured label said
 so (unknown labels count as 0, like a legitimate transaction). An entity keeps only what the
-largest window plus the label delay needs (``horizon_ns``); older entries are pruned on
-write and idle entities expire.
+largest window plus the label delay needs (``horizon_ns``); idle entities expire.
+
+The store's **watermark** is the newest event time it holds, persisted in the store itself:
+``load`` sets it, ``append`` only moves it forward. Pruning on write removes an entity's
+entries at or before ``watermark - horizon``, so a late or early request never decides on
+its own how much history is kept (the API refuses timestamps from the future).
+The API here (fetch, append, watermark, entity counts) says nothing of the layout.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -73,6 +79,9 @@ class TxRecord:
 class OnlineStore(ABC):
     """Per-entity state; implementations make ``fetch`` one round trip."""
 
+    #: what ``online_store`` setting selects this implementation
+    kind: str = ""
+
     def __init__(self, label_delay_days: int = 7) -> None:
         self.label_delay_days = check_label_delay(label_delay_days)
         self.horizon_ns = horizon_days(self.label_delay_days) * DAY_NS
@@ -90,7 +99,8 @@ class OnlineStore(ABC):
 
     @abstractmethod
     def append(self, tx: TxRecord) -> None:
-        """Record one transaction (no label) and prune its entities' expired entries."""
+        """Record one transaction (no label), advance the watermark to it if it is newer,
+        then drop its entities' entries at or before ``watermark - horizon``."""
 
     @abstractmethod
     def set_frauds(self, frauds: pd.DataFrame) -> int:
@@ -102,11 +112,27 @@ class OnlineStore(ABC):
 
     @abstractmethod
     def clear(self) -> None:
-        """Remove every entity of this store (its namespace only)."""
+        """Remove every entity and the watermark of this store (its namespace only)."""
 
     @abstractmethod
     def entity_counts(self) -> dict[str, int]:
-        """Number of entities with state, per entity kind."""
+        """Number of entities with state, per entity kind (may scan: not per request)."""
+
+    @abstractmethod
+    def watermark_ns(self) -> int | None:
+        """Newest event time the store holds (naive-UTC ns); None while it is empty."""
+
+    @abstractmethod
+    def _set_watermark(self, time_ns: int) -> None:
+        """Replace the watermark (``clear`` removes it); only ``load`` may move it back."""
+
+    def describe(self) -> dict[str, Any]:
+        """Kind, watermark (ISO) and entity counts: what the demo and ``GET /model`` show."""
+        return {
+            "kind": self.kind,
+            "watermark": ns_to_iso(self.watermark_ns()),
+            "entities": self.entity_counts(),
+        }
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
@@ -121,7 +147,8 @@ class OnlineStore(ABC):
         """Replace the state with what the online engine needs at ``as_of``.
 
         Keeps transactions in ``(as_of - horizon, as_of]``; a label is loaded only if it has
-        matured (transaction at or before ``as_of - label delay``).
+        matured (transaction at or before ``as_of - label delay``). The watermark becomes the
+        newest transaction kept (none kept: the store is empty and has no watermark).
         """
         from ml_platform.features.batch import naive_utc
 
@@ -148,6 +175,8 @@ class OnlineStore(ABC):
         )
         self.clear()
         self._bulk_insert(rows)
+        if len(rows):
+            self._set_watermark(int(rows["time_ns"].max()))
         counts = self.entity_counts()
         return {"rows": len(rows), "labels": int(rows["fraud"].sum()), **counts}
 
@@ -167,6 +196,11 @@ def to_ns(value: object) -> int:
     if ts.tzinfo is not None:
         ts = ts.tz_convert("UTC").tz_localize(None)
     return int(ts.value)
+
+
+def ns_to_iso(time_ns: int | None) -> str | None:
+    """Naive-UTC nanoseconds as an ISO 8601 string (None stays None)."""
+    return None if time_ns is None else pd.Timestamp(time_ns).isoformat()
 
 
 def open_store(settings: object | None = None, label_delay_days: int | None = None) -> OnlineStore:

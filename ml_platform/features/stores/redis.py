@@ -6,8 +6,10 @@ amount)`` (every transaction) and ``<prefix>:<entity>:f:<id>`` whose members are
 bytes ``tx_id`` (matured fraud labels: a label update is one ZADD, nothing is rewritten).
 A fetch is one EVALSHA whose Lua script concatenates the four ranges into four strings, so
 the client parses four bulk strings with ``numpy.frombuffer`` instead of hundreds of
-members. Writes prune entries older than the horizon (ZREMRANGEBYSCORE) and refresh a TTL,
-so idle entities expire. (The script touches two entities' keys: single Redis instance.)
+members. The watermark is the hash ``<prefix>:meta``; an append is one EVALSHA too, which
+advances it, adds the transaction, prunes both entities' entries older than watermark -
+horizon (ZREMRANGEBYSCORE) and refreshes a TTL, so idle entities expire. (The scripts
+touch several keys: single Redis instance.)
 """
 
 from __future__ import annotations
@@ -31,7 +33,32 @@ end
 return out
 """
 
+# KEYS: meta, customer tx, customer frauds, terminal tx, terminal frauds.
+# ARGV: member, time in us, watermark order key, time in ns, horizon in us, ttl in s.
+# The order key is ns + 2**63 as 20 digits: Lua numbers are doubles, too coarse for ns,
+# but fixed-width strings compare exactly; microseconds are exact in a double.
+_APPEND_LUA = """
+local cur = redis.call('HMGET', KEYS[1], 'k', 'us')
+local wus = ARGV[2]
+if (not cur[1]) or ARGV[3] > cur[1] then
+  redis.call('HSET', KEYS[1], 'k', ARGV[3], 'ns', ARGV[4], 'us', ARGV[2])
+else
+  wus = cur[2]
+end
+local old = tonumber(wus) - tonumber(ARGV[5])
+local bound = '(' .. string.format('%d', old)
+for i = 2, 4, 2 do
+  redis.call('ZADD', KEYS[i], ARGV[2], ARGV[1])
+  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', bound)
+  redis.call('ZREMRANGEBYSCORE', KEYS[i + 1], '-inf', bound)
+  redis.call('EXPIRE', KEYS[i], ARGV[6])
+  redis.call('EXPIRE', KEYS[i + 1], ARGV[6])
+end
+return 1
+"""
+
 _SHORT = {CUSTOMER_ID: "c", TERMINAL_ID: "t"}
+_ORDER_OFFSET = 2**63
 _TTL_MARGIN_S = 86_400
 
 
@@ -45,6 +72,8 @@ class RedisStore(OnlineStore):
     ``timeout_s`` bounds connecting and every reply: an unreachable or hung Redis raises
     ``redis.TimeoutError`` / ``ConnectionError`` (the API turns them into a 503).
     """
+
+    kind = "redis"
 
     def __init__(
         self,
@@ -61,6 +90,8 @@ class RedisStore(OnlineStore):
             url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
         )
         self._fetch = self._r.register_script(_FETCH_LUA)
+        self._append = self._r.register_script(_APPEND_LUA)
+        self.meta_key = f"{prefix}:meta"
         self.ttl_s = self.horizon_ns // 10**9 + _TTL_MARGIN_S
 
     def _key(self, entity: str, eid: int, fraud: bool = False) -> str:
@@ -88,17 +119,23 @@ class RedisStore(OnlineStore):
 
     def append(self, tx: TxRecord) -> None:
         member = np.array([(tx.time_ns, tx.transaction_id, tx.tx_amount)], dtype=_REC).tobytes()
-        score = _us(tx.time_ns)
-        old = _us(tx.time_ns - self.horizon_ns)
-        p = self._r.pipeline(transaction=False)
-        for entity, eid in ((CUSTOMER_ID, tx.customer_id), (TERMINAL_ID, tx.terminal_id)):
-            key, fkey = self._key(entity, eid), self._key(entity, eid, fraud=True)
-            p.zadd(key, {member: score})
-            p.zremrangebyscore(key, "-inf", f"({old}")  # only whole us before t - horizon
-            p.zremrangebyscore(fkey, "-inf", f"({old}")
-            p.expire(key, self.ttl_s)
-            p.expire(fkey, self.ttl_s)
-        p.execute()
+        keys = [
+            self.meta_key,
+            self._key(CUSTOMER_ID, tx.customer_id),
+            self._key(CUSTOMER_ID, tx.customer_id, fraud=True),
+            self._key(TERMINAL_ID, tx.terminal_id),
+            self._key(TERMINAL_ID, tx.terminal_id, fraud=True),
+        ]
+        # pruned: whole microseconds before watermark - horizon (fetch filters exactly)
+        args = [
+            member,
+            _us(tx.time_ns),
+            f"{tx.time_ns + _ORDER_OFFSET:020d}",
+            tx.time_ns,
+            _us(self.horizon_ns),
+            self.ttl_s,
+        ]
+        self._append(keys=keys, args=args)
 
     def set_frauds(self, frauds: pd.DataFrame) -> int:
         frauds = frauds[frauds["tx_fraud"].astype(int) == 1]
@@ -160,6 +197,14 @@ class RedisStore(OnlineStore):
                 if key.startswith(head) and not key.startswith(head + "f:"):
                     counts[entity] += 1
         return counts
+
+    def watermark_ns(self) -> int | None:
+        value = self._r.hget(self.meta_key, "ns")
+        return None if value is None else int(value)
+
+    def _set_watermark(self, time_ns: int) -> None:
+        mapping = {"k": f"{time_ns + _ORDER_OFFSET:020d}", "ns": time_ns, "us": _us(time_ns)}
+        self._r.hset(self.meta_key, mapping=mapping)
 
     def close(self) -> None:
         self._r.close()

@@ -2,7 +2,8 @@
 
 ``WITHOUT ROWID`` with primary key ``(entity, entity_id, time_ns, transaction_id)`` makes a
 fetch one index range scan per entity; WAL mode lets the serving
-process read while a loader writes.
+process read while a loader writes. The watermark is a row of ``store_meta``; an append
+advances it and prunes against it in the same transaction.
 """
 
 from __future__ import annotations
@@ -27,7 +28,17 @@ CREATE TABLE IF NOT EXISTS entity_tx (
     PRIMARY KEY (entity, entity_id, time_ns, tx_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS entity_tx_time ON entity_tx (time_ns);
+CREATE TABLE IF NOT EXISTS store_meta (
+    key TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+) WITHOUT ROWID;
 """
+
+WATERMARK_KEY = "watermark_ns"
+_ADVANCE = (
+    "INSERT INTO store_meta VALUES (?, ?) "
+    "ON CONFLICT (key) DO UPDATE SET value = max(value, excluded.value) RETURNING value"
+)
 
 # Each query is a range scan of the primary key, so ORDER BY costs no sort.
 _FETCH = (
@@ -38,6 +49,8 @@ _FETCH = (
 
 class SQLiteStore(OnlineStore):
     """The embedded default; safe to share across threads (one connection, one lock)."""
+
+    kind = "sqlite"
 
     def __init__(self, path: Path | str, label_delay_days: int = 7) -> None:
         super().__init__(label_delay_days)
@@ -65,10 +78,11 @@ class SQLiteStore(OnlineStore):
         return EntityState.from_rows(cust), EntityState.from_rows(term)
 
     def append(self, tx: TxRecord) -> None:
-        old = tx.time_ns - self.horizon_ns
         with self._lock:
             self._con.execute("BEGIN")
             try:
+                (watermark,) = self._con.execute(_ADVANCE, (WATERMARK_KEY, tx.time_ns)).fetchone()
+                old = watermark - self.horizon_ns
                 for entity, eid in ((CUSTOMER_ID, tx.customer_id), (TERMINAL_ID, tx.terminal_id)):
                     self._con.execute(
                         "INSERT OR IGNORE INTO entity_tx VALUES (?, ?, ?, ?, ?, 0)",
@@ -133,7 +147,23 @@ class SQLiteStore(OnlineStore):
 
     def clear(self) -> None:
         with self._lock:
+            self._con.execute("BEGIN")
             self._con.execute("DELETE FROM entity_tx")
+            self._con.execute("DELETE FROM store_meta WHERE key = ?", (WATERMARK_KEY,))
+            self._con.execute("COMMIT")
+
+    def watermark_ns(self) -> int | None:
+        with self._lock:
+            row = self._con.execute(
+                "SELECT value FROM store_meta WHERE key = ?", (WATERMARK_KEY,)
+            ).fetchone()
+        return None if row is None else int(row[0])
+
+    def _set_watermark(self, time_ns: int) -> None:
+        with self._lock:
+            self._con.execute(
+                "INSERT OR REPLACE INTO store_meta VALUES (?, ?)", (WATERMARK_KEY, time_ns)
+            )
 
     def entity_counts(self) -> dict[str, int]:
         with self._lock:
