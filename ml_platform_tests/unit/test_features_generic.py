@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import subprocess
 import sys
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -24,9 +25,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ml_platform.data.simulator import generate_days
-from ml_platform.features import build_features, build_features_for_days, feature_set
-from ml_platform.features.definitions import DAY_NS, NIGHT_LAST_HOUR, FeatureSet
-from ml_platform.use_cases import UseCase, load_use_case
+from ml_platform.features import (
+    build_features,
+    build_features_for_days,
+    definitions,
+    feature_set,
+    horizon_days,
+)
+from ml_platform.features.definitions import DAY_NS, NIGHT_LAST_HOUR, FeatureDef, FeatureSet
+from ml_platform.use_cases import UseCase, UseCaseError, load_use_case
 from ml_platform.use_cases.loader import USE_CASE_FILE
 
 BASE = pd.Timestamp("2025-04-05 05:00:00")  # a Saturday, an hour before the night ends
@@ -215,6 +222,53 @@ def test_declaration_becomes_columns_and_ns_windows(clicks: UseCase) -> None:
     assert got["page_buys_6hour"].window_ns == 360 * MINUTE_NS
     assert (got["page_buys_6hour"].label, got["page_buys_6hour"].value) == ("bought", None)
     assert got["user_ratio_2h"].value == "spend" and got["user_ratio_2h"].label is None
+    assert got["user_clicks_15minute"].window_days == 15 / 1440
+    assert horizon_days(1, clicks) == 2  # 1-day delay + the 6-hour window, rounded up
+
+
+def test_a_use_case_outside_the_package_is_found_by_name(tmp_path: Path, settings_env) -> None:
+    uc = write_clicks(tmp_path / "team", "binary")
+    settings_env(use_case_dirs=str(tmp_path / "team"))
+    definitions._named_feature_set.cache_clear()
+    try:
+        assert feature_set("clicks") == feature_set(uc)
+    finally:
+        definitions._named_feature_set.cache_clear()
+
+
+def test_labels_known_at_a_per_row_time_are_refused(tmp_path: Path) -> None:
+    data = _clicks("binary")
+    data["schema"]["extras"] = {"paid_at": "datetime"}
+    data["label"] = {"column": "bought", "task": "binary", "known_at": "paid_at"}
+    folder = tmp_path / "clicks"
+    folder.mkdir()
+    (folder / USE_CASE_FILE).write_text(yaml.safe_dump(data, sort_keys=False))
+    uc = load_use_case(folder)
+    with pytest.raises(UseCaseError, match="user_known_20min: .* fixed delay only .*paid_at"):
+        feature_set(uc)
+
+
+COUNT = FeatureDef("n", "count", "user", MINUTE_NS)
+
+
+@pytest.mark.parametrize(
+    ("feature", "task", "message"),
+    [
+        (replace(COUNT, window_ns=0), "binary", "'n': window_ns must be >= 1"),
+        (replace(COUNT, aggregate="risk", delayed=True), "binary", "'n': risk needs its label"),
+        (replace(COUNT, aggregate="mean_amount"), "binary", "'n': mean_amount needs its value"),
+        (replace(COUNT, entity=None), "binary", "'n': count needs an entity"),
+        (
+            replace(COUNT, aggregate="days_since_fraud", delayed=True, label="y"),
+            "regression",
+            "'n': days_since_fraud needs a binary label",
+        ),
+    ],
+)
+def test_definitions_the_engines_cannot_compute_are_refused(feature, task, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        definitions._check((feature,), task)
+    definitions._check((COUNT,), task)  # the unchanged feature is fine
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -275,6 +329,7 @@ def test_features_for_days_carry_the_use_case_keys(tmp_path: Path) -> None:
         (lambda df: df.assign(spend=np.inf), "spend: must be finite"),
         (lambda df: df.assign(bought=2), "bought: must be 0 or 1"),
         (lambda df: df.assign(click_id="same"), "click_id: not unique"),
+        (lambda df: df.assign(at="2025-04-01"), "at: must be a datetime column"),
     ],
 )
 def test_bad_input_names_the_use_case_column(tmp_path: Path, mutate, message: str) -> None:
@@ -291,6 +346,22 @@ def test_bad_input_names_the_use_case_column(tmp_path: Path, mutate, message: st
     )
     with pytest.raises(ValueError, match=message):
         build_features(mutate(tx), label_delay_days=1, use_case=uc)
+
+
+def test_a_numeric_label_must_be_finite(tmp_path: Path) -> None:
+    uc = write_clicks(tmp_path, "regression")
+    tx = pd.DataFrame(
+        {
+            "click_id": ["a"],
+            "at": pd.to_datetime(["2025-04-01"]),
+            "user": ["u"],
+            "page": ["p"],
+            "spend": [1.0],
+            "bought": [np.inf],
+        }
+    )
+    with pytest.raises(ValueError, match="bought: must be finite"):
+        build_features(tx, label_delay_days=1, use_case=uc)
 
 
 #: sha256 of (transaction ids, float64 feature block) of the set below, computed with the
