@@ -1,14 +1,17 @@
-"""Batch feature engine: every window of every transaction at once, with numpy.
+"""Batch feature engine: every window of every event at once, with numpy.
 
-Per entity the rows are sorted by ``(entity, tx_datetime, transaction_id)`` (event order).
+Every column it reads (event id, event time, entity keys, value columns, label) comes from
+the use case's ``FeatureSet``; integer entity keys are used as they are, any other keys
+(strings) as integer codes. Per entity the rows are sorted by ``(entity, event time, event
+id)`` (event order).
 Each window edge becomes one ``searchsorted`` on a composite integer key
 ``entity_code * (U + 1) + time_rank`` (``time_rank`` = rank of the timestamp among the U
 distinct timestamps, so nanosecond timestamps stay exact and the key never overflows);
-counts, sums and fraud counts are then differences of prefix sums. Amount prefix sums are
+counts, sums and label counts are then differences of prefix sums. Value prefix sums are
 *segmented* (they restart at every entity, 80-bit extended precision): a row's window mean
-depends on its own entity's earlier amounts only, so it is bit-identical whether or not other
+depends on its own entity's earlier values only, so it is bit-identical whether or not other
 entities or later rows exist (the point-in-time property, exactly), and stays exact to
-~1e-12 however large the amounts elsewhere.
+~1e-12 however large the values elsewhere.
 Window-edge queries are issued in sorted order (cache-friendly binary searches); entities
 are processed one after the other and the output is one preallocated float64 block, so peak
 memory is the output plus one entity's few arrays of n. O(n log n), no per-group loop.
@@ -22,45 +25,50 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import date
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from ml_platform.data.contract import (
-    CUSTOMER_ID,
-    TERMINAL_ID,
-    TRANSACTION_ID,
-    TX_AMOUNT,
-    TX_DATETIME,
-    TX_FRAUD,
-)
 from ml_platform.features.definitions import (
     DAY_NS,
-    FEATURE_COLUMNS,
-    FEATURES,
+    DEFAULT_USE_CASE,
     NIGHT_LAST_HOUR,
+    SECOND_NS,
+    FeatureSet,
     check_label_delay,
+    feature_set,
 )
+
+if TYPE_CHECKING:
+    from ml_platform.use_cases.loader import UseCase
 
 _HOUR_NS = 3600 * 10**9
 _CHUNK_CELLS = 1 << 20  # padded cells per cumsum block: bounds the temporary memory
 _CHUNK_ROWS = 1 << 18  # rows per extended-precision window-sum block
-INPUT_COLUMNS = (TRANSACTION_ID, TX_DATETIME, CUSTOMER_ID, TERMINAL_ID, TX_AMOUNT, TX_FRAUD)
 
 
-def _check_input(tx: pd.DataFrame) -> None:
-    missing = [c for c in INPUT_COLUMNS if c not in tx.columns]
+def _check_input(tx: pd.DataFrame, fs: FeatureSet) -> None:
+    missing = [c for c in fs.input_columns if c not in tx.columns]
     if missing:
-        raise ValueError(f"transactions: missing column(s) {missing}")
-    if not pd.api.types.is_datetime64_any_dtype(tx[TX_DATETIME]):
-        raise ValueError(f"{TX_DATETIME}: must be a datetime column, got {tx[TX_DATETIME].dtype}")
-    for col in (TRANSACTION_ID, CUSTOMER_ID, TERMINAL_ID, TX_AMOUNT, TX_FRAUD):
+        raise ValueError(f"{fs.use_case} events: missing column(s) {missing}")
+    time_col = fs.event_time
+    if not pd.api.types.is_datetime64_any_dtype(tx[time_col]):
+        raise ValueError(f"{time_col}: must be a datetime column, got {tx[time_col].dtype}")
+    for col in fs.input_columns:
         if tx[col].isna().any():
             raise ValueError(f"{col}: contains nulls")
-    if tx[TX_DATETIME].isna().any():
-        raise ValueError(f"{TX_DATETIME}: contains nulls")
-    if tx[TRANSACTION_ID].duplicated().any():
-        raise ValueError(f"{TRANSACTION_ID}: not unique")
+    if tx[fs.event_id].duplicated().any():
+        raise ValueError(f"{fs.event_id}: not unique")
+
+
+def _keys(column: pd.Series, *, ordered: bool = False) -> np.ndarray:
+    """int64 keys of a column: integers as they are (the fast path), anything else (strings)
+    as codes of its distinct values, in sorted order if ``ordered`` (event-id tie-breaks)."""
+    if pd.api.types.is_integer_dtype(column) or pd.api.types.is_bool_dtype(column):
+        return column.to_numpy(np.int64)
+    codes, _ = pd.factorize(column, sort=ordered)
+    return codes.astype(np.int64, copy=False)
 
 
 def naive_utc(times: pd.Series) -> pd.Series:
@@ -76,7 +84,7 @@ def _index_dtype(n: int) -> type:
 
 
 class _Events:
-    """All rows in event order ``(tx_datetime, transaction_id)`` with dense time ranks."""
+    """All rows in event order ``(event time, event id)`` with dense time ranks."""
 
     def __init__(self, t: np.ndarray, ids: np.ndarray, wanted: np.ndarray):
         n = len(t)
@@ -249,131 +257,180 @@ def _small_pages() -> Iterator[None]:
 
 
 def build_features(
-    transactions: pd.DataFrame, label_delay_days: int = 7, *, rows: np.ndarray | None = None
+    transactions: pd.DataFrame,
+    label_delay_days: int = 7,
+    *,
+    rows: np.ndarray | None = None,
+    use_case: UseCase | str = DEFAULT_USE_CASE,
 ) -> pd.DataFrame:
-    """Point-in-time features: ``transaction_id`` + FEATURE_COLUMNS.
+    """Point-in-time features: the event id + the use case's feature columns.
 
-    Every transaction is history; the output has one row per transaction, or only the rows
-    where the boolean mask ``rows`` is true, in the input order. Every feature is float64
-    (as the online engine returns them). ``tx_fraud`` is read only through delayed windows.
+    Every event is history; the output has one row per event, or only the rows where the
+    boolean mask ``rows`` is true, in the input order. Every feature is float64 (as the
+    online engine returns them). The label is read only through delayed windows.
     """
     with _small_pages():
-        return _build_features(transactions, label_delay_days, rows)
+        return _build_features(transactions, label_delay_days, rows, feature_set(use_case))
 
 
 def build_features_for_days(
-    transactions: pd.DataFrame, days: Iterable[date | str], label_delay_days: int = 7
+    transactions: pd.DataFrame,
+    days: Iterable[date | str],
+    label_delay_days: int = 7,
+    *,
+    use_case: UseCase | str = DEFAULT_USE_CASE,
 ) -> pd.DataFrame:
-    """Features of the transactions that fall on ``days`` (every row is still history), with
-    their keys: ``transaction_id, tx_datetime, customer_id, terminal_id`` + FEATURE_COLUMNS,
-    in the input order. What a batch run over some days writes and scores."""
+    """Features of the events that fall on ``days`` (every row is still history), with their
+    keys: event id, event time, entity keys + the feature columns, in the input order. What
+    a batch run over some days writes and scores."""
     from ml_platform.data.lake import on_days
 
-    own = on_days(transactions, days)
-    out = build_features(transactions, label_delay_days, rows=own)
-    for i, col in enumerate((TX_DATETIME, CUSTOMER_ID, TERMINAL_ID), start=1):
+    fs = feature_set(use_case)
+    own = on_days(transactions, days, column=fs.event_time)
+    out = build_features(transactions, label_delay_days, rows=own, use_case=use_case)
+    for i, col in enumerate((fs.event_time, *fs.entity_columns), start=1):
         out.insert(i, col, transactions[col].to_numpy()[own])
     return out
 
 
+def _label_values(tx: pd.DataFrame, fs: FeatureSet) -> np.ndarray | None:
+    """The label as the aggregates read it: 0/1 for a binary task, finite floats otherwise."""
+    if not fs.reads_label:
+        return None
+    label = tx[fs.label].to_numpy()
+    if fs.label_task == "binary":
+        if ((label != 0) & (label != 1)).any():
+            raise ValueError(f"{fs.label}: must be 0 or 1")
+        return label
+    label = label.astype(np.float64)
+    if not np.isfinite(label).all():
+        raise ValueError(f"{fs.label}: must be finite")
+    return label
+
+
 def _build_features(
-    transactions: pd.DataFrame, label_delay_days: int, rows: np.ndarray | None
+    transactions: pd.DataFrame, label_delay_days: int, rows: np.ndarray | None, fs: FeatureSet
 ) -> pd.DataFrame:
     d = check_label_delay(label_delay_days)
-    _check_input(transactions)
+    _check_input(transactions, fs)
+    features = fs.features
     n = len(transactions)
     wanted = np.ones(n, dtype=bool) if rows is None else np.asarray(rows, dtype=bool)
     if wanted.shape != (n,):
         raise ValueError(f"rows: expected a boolean mask of {n} rows, got shape {wanted.shape}")
-    t = naive_utc(transactions[TX_DATETIME]).to_numpy(dtype="datetime64[ns]").view(np.int64)
-    ids = transactions[TRANSACTION_ID].to_numpy(np.int64)
-    amount = transactions[TX_AMOUNT].to_numpy(np.float64)
-    fraud = transactions[TX_FRAUD].to_numpy()
-    if not np.isfinite(amount).all():
-        raise ValueError(f"{TX_AMOUNT}: must be finite")
-    if ((fraud != 0) & (fraud != 1)).any():
-        raise ValueError(f"{TX_FRAUD}: must be 0 or 1")
+    t = naive_utc(transactions[fs.event_time]).to_numpy(dtype="datetime64[ns]").view(np.int64)
+    id_column = transactions[fs.event_id]
+    ids = _keys(id_column, ordered=True)  # event order breaks ties by id
+    value_of: dict[str, np.ndarray] = {}
+    for col in fs.value_columns:
+        value_of[col] = transactions[col].to_numpy(np.float64)
+        if not np.isfinite(value_of[col]).all():
+            raise ValueError(f"{col}: must be finite")
+    label = _label_values(transactions, fs)
 
     # One float64 block, column-major, filled in place: no consolidation copy at the end.
     m = int(wanted.sum())
     dest = np.cumsum(wanted, dtype=_index_dtype(n)) - 1  # output row of each wanted input row
-    values = np.empty((m, len(FEATURES)), dtype=np.float64, order="F")
+    values = np.empty((m, len(features)), dtype=np.float64, order="F")
     ev = _Events(t, ids, wanted)
     t_out = t[wanted]
     groups: dict[tuple, list[int]] = {}
-    for j, f in enumerate(FEATURES):
+    for j, f in enumerate(features):
         if f.aggregate == "value":
-            values[:, j] = amount[wanted]
+            values[:, j] = value_of[f.value][wanted]
         elif f.aggregate == "weekend":
             values[:, j] = (t_out // DAY_NS + 3) % 7 >= 5  # 1970-01-01 was a Thursday
         elif f.aggregate == "night":
             values[:, j] = (t_out % DAY_NS) // _HOUR_NS <= NIGHT_LAST_HOUR
         else:
-            groups.setdefault((f.entity, f.window_days, f.delayed), []).append(j)
+            groups.setdefault((f.entity, f.window_ns, f.delayed), []).append(j)
     del t_out
 
-    aggregates_of: dict[str, set[str]] = {}
-    for (e, _, _), cols in groups.items():
-        aggregates_of.setdefault(e, set()).update(FEATURES[j].aggregate for j in cols)
-
     def run_entity(entity: str) -> None:
-        ix = _EntityIndex(transactions[entity].to_numpy(np.int64), ev, wanted)
-        # running amount sums per entity, 80-bit: exact means; the few known frauds of an
-        # entity need no more than float64
-        sums = {"amount": ix.segmented_prefix(amount, np.longdouble)}
-        if "fraud_mean_amount" in aggregates_of[entity]:
-            sums["fraud_amount"] = ix.segmented_prefix(amount * (fraud != 0), np.float64)
-        frauds = _Frauds(ix, fraud)
+        ix = _EntityIndex(_keys(transactions[entity]), ev, wanted)
+        sums = _Sums(ix, value_of, label, fs.label_task)
+        frauds = _Frauds(ix, label) if label is not None and fs.label_task == "binary" else None
         at = dest[ix.rows]
         delay_end = None  # shared by every delayed window of the entity
         for (e, w, delayed), cols in groups.items():
             if e != entity:
                 continue
             if delayed:
-                start = ix.first_after((d + w) * DAY_NS)
+                start = ix.first_after(d * DAY_NS + w)
                 if delay_end is None:
                     delay_end = ix.first_after(d * DAY_NS)
                 end = delay_end
             else:
-                start = ix.first_after(w * DAY_NS)
+                start = ix.first_after(w)
                 end = ix.out + 1  # up to the row, event order
             count = end - start
             for j in cols:
                 values[at, j] = _aggregate(
-                    FEATURES[j], ix, start, end, count, sums, frauds, amount, t, d
+                    features[j], ix, start, end, count, sums, frauds, value_of, t, d
                 )
             del start, end, count
 
     # One entity after the other keeps peak memory near one entity's working set.
     for entity in dict.fromkeys(key[0] for key in groups):
         run_entity(entity)
-    out = pd.DataFrame(values, columns=FEATURE_COLUMNS, copy=False)
-    out.insert(0, TRANSACTION_ID, ids[wanted])
+    out = pd.DataFrame(values, columns=fs.columns, copy=False)
+    integer_ids = id_column.dtype.kind in "iub"
+    out.insert(0, fs.event_id, (ids if integer_ids else id_column.to_numpy())[wanted])
     return out
 
 
-def _aggregate(f, ix: _EntityIndex, start, end, count, sums, frauds: _Frauds, amount, t, d):
+class _Sums:
+    """One entity's running sums, each computed on first use: value columns (80-bit: exact
+    means), values of the known positives (few per entity: float64) and a numeric label."""
+
+    def __init__(self, ix: _EntityIndex, value_of: dict, label: np.ndarray | None, task: str):
+        self.ix, self.value_of, self.label, self.task = ix, value_of, label, task
+        self._cache: dict[tuple[str, str | None], np.ndarray] = {}
+
+    def get(self, kind: str, column: str | None = None) -> np.ndarray:
+        key = (kind, column)
+        if key not in self._cache:
+            if kind == "value":
+                out = self.ix.segmented_prefix(self.value_of[column], np.longdouble)
+            elif kind == "positive_value":
+                out = self.ix.segmented_prefix(
+                    self.value_of[column] * (self.label != 0), np.float64
+                )
+            else:  # a numeric label's running sums
+                out = self.ix.segmented_prefix(self.label, np.longdouble)
+            self._cache[key] = out
+        return self._cache[key]
+
+
+def _aggregate(f, ix: _EntityIndex, start, end, count, sums: _Sums, frauds, value_of, t, d):
     """One feature's values for the wanted rows (aligned with ``ix.out``)."""
     m = len(ix.out)
-    cs_fraud = frauds.cs
     if f.aggregate == "count":
         return count
+    if f.aggregate in ("risk", "fraud_count") and frauds is None:  # a numeric label
+        if f.aggregate == "fraud_count":
+            return ix.window_sum(sums.get("label"), start, end)
+        mean = ix.window_sum(sums.get("label"), start, end, divide_by=count)
+        mean[count == 0] = 0.0
+        return mean
+    cs_fraud = frauds.cs if frauds is not None else None
+    empty_days = (d * DAY_NS + (f.window_ns or 0)) / DAY_NS  # days_since_* with no positive
     if f.aggregate == "fraud_count":
         return cs_fraud[end] - cs_fraud[start]
     if f.aggregate == "days_since_fraud":
-        # newest fraud at a sorted position < end
+        # newest positive at a sorted position < end
         idx = np.full(m, -1, dtype=np.int64)
         has_rows = end > 0
         idx[has_rows] = frauds.newest_before()[end[has_rows] - 1]
         hit = idx >= start  # start is inside the entity, so a hit is the same entity
-        out = np.full(m, float(d + f.window_days))
+        out = np.full(m, empty_days)
         out[hit] = (t[ix.rows[hit]] - t[ix.order[idx[hit]]]) / DAY_NS
         return out
     if f.aggregate in ("days_since_first_fraud", "fraud_share_since_first"):
-        idx = frauds.oldest_from()[start]  # oldest fraud at a sorted position >= start
+        idx = frauds.oldest_from()[start]  # oldest positive at a sorted position >= start
         hit = idx < end  # before the window's end, so inside the window (same entity)
         if f.aggregate == "days_since_first_fraud":
-            out = np.full(m, float(d + f.window_days))
+            out = np.full(m, empty_days)
             out[hit] = (t[ix.rows[hit]] - t[ix.order[idx[hit]]]) / DAY_NS
             return out
         out = np.zeros(m)
@@ -382,22 +439,23 @@ def _aggregate(f, ix: _EntityIndex, start, end, count, sums, frauds: _Frauds, am
         return out
     if f.aggregate == "fraud_mean_amount":
         n_frauds = cs_fraud[end] - cs_fraud[start]
-        total = ix.window_sum(sums["fraud_amount"], start, end)
+        total = ix.window_sum(sums.get("positive_value", f.value), start, end)
         return np.divide(total, n_frauds, out=np.zeros(m), where=n_frauds > 0)
     if f.aggregate in ("mean_amount", "amount_ratio"):
-        mean = ix.window_sum(sums["amount"], start, end, divide_by=count)
+        mean = ix.window_sum(sums.get("value", f.value), start, end, divide_by=count)
         mean[count == 0] = 0.0
         if f.aggregate == "mean_amount":
             return mean
-        return np.divide(amount[ix.rows], mean, out=np.ones(m), where=mean != 0)
+        current = value_of[f.value][ix.rows]
+        return np.divide(current, mean, out=np.ones(m), where=mean != 0)
     if f.aggregate == "risk":
         n_frauds = cs_fraud[end] - cs_fraud[start]
         return np.divide(n_frauds, count, out=np.zeros(m), where=count > 0)
     if f.aggregate == "seconds_since_prev":
-        cap = f.window_days * 86_400.0
+        cap = f.window_ns / SECOND_NS
         gap = np.full(m, cap)
         same = ix.out > ix.first  # the entity has an earlier row
         prev = ix.order[ix.out[same] - 1]
         gap[same] = (t[ix.rows[same]] - t[prev]) / 1e9
-        return np.minimum(gap, cap)  # a previous tx w days back or more is outside the window
+        return np.minimum(gap, cap)  # a previous event w back or more is outside the window
     raise ValueError(f"feature {f.name!r}: unknown aggregate {f.aggregate!r}")

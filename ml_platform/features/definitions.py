@@ -1,55 +1,63 @@
 """The single source of truth for every feature: entity, window, aggregate and label delay.
 
 Both engines (``batch.py`` for training and batch scoring, ``online.py`` for serving) read
-these definitions, so a feature is described exactly once.
+these definitions, so a feature is described exactly once. They are translated from a use
+case's declaration (``ml_platform/use_cases/<name>/use_case.yaml``): a ``FeatureSet`` holds
+the features plus the column roles the engines read (event id, event time, entity keys, value
+and label columns), so the engines themselves name no column of any use case.
 
-Semantics (time-based windows on ``tx_datetime``, never calendar days). Events are ordered
-by ``(tx_datetime, transaction_id)``: at equal timestamps the transaction with the larger id
-arrives later, so it is not yet known when the smaller one is scored.
+Semantics (time-based windows on the event time, in nanoseconds, never calendar days).
+Events are ordered by ``(event time, event id)``: at equal timestamps the event with the
+larger id arrives later, so it is not yet known when the smaller one is scored.
 
-- ``window`` aggregates (no delay): the entity's transactions in ``(t - w, t]`` that came
-  at or before the current one in event order, the current one included;
-- ``delayed`` aggregates: the entity's transactions in ``(t - (d + w), t - d]`` where ``d``
-  is the label delay (a label is known ``d`` days after its transaction, so labels of
-  transactions at or before ``t - d`` are known at ``t``); every tie at ``t - d`` counts;
-- ``risk`` = frauds / count, 0 when the window is empty; ``mean_amount`` likewise 0;
-- ``fraud_count`` = known frauds in the delayed window (not diluted by the legitimate
-  transactions a terminal made before it was compromised);
-- ``days_since_fraud`` = ``(t - time of the newest fraud in the delayed window) / 1 day``,
-  ``d + w`` when the window holds no fraud (a recent known fraud = still compromised);
-- ``days_since_first_fraud`` = the same for the *oldest* fraud in the window: a compromise
-  lasts a limited spell, so the age of its first known fraud says how far into it we are;
-- ``fraud_share_since_first`` = frauds in the window / the entity's transactions from the
-  oldest of them up to ``t - d`` (0 when the window holds no fraud): how much of the traffic
-  since the compromise began was fraud, undiluted by the quiet weeks before it;
-- ``fraud_mean_amount`` = mean amount of the known frauds in the window (0 when none);
-- ``tx_during_night``: hour <= 6 (as the issue states); ``tx_during_weekend``: Sat or Sun.
+- ``window`` aggregates (no delay): the entity's events in ``(t - w, t]`` that came at or
+  before the current one in event order, the current one included;
+- ``delayed`` aggregates: the entity's events in ``(t - (d + w), t - d]`` where ``d`` is the
+  label delay (a label is known ``d`` days after its event, so labels of events at or before
+  ``t - d`` are known at ``t``); every tie at ``t - d`` counts;
+- ``risk`` = positive labels / count, 0 when the window is empty; ``mean_amount`` likewise 0;
+- ``fraud_count`` = known positives in the delayed window (not diluted by the negative events
+  an entity had before it turned positive);
+- ``days_since_fraud`` = ``(t - time of the newest positive in the delayed window) / 1 day``,
+  ``d + w`` (in days) when the window holds none (a recent known positive = still positive);
+- ``days_since_first_fraud`` = the same for the *oldest* positive in the window: a spell of
+  positives lasts a limited time, so the age of its first known one says how far into it we are;
+- ``fraud_share_since_first`` = positives in the window / the entity's events from the oldest
+  of them up to ``t - d`` (0 when the window holds none): how much of the traffic since the
+  spell began was positive, undiluted by the quiet weeks before it;
+- ``fraud_mean_amount`` = mean value of the known positives in the window (0 when none);
+- ``night``: hour <= NIGHT_LAST_HOUR; ``weekend``: Sat or Sun (of the event time, UTC).
+
+``FEATURES``, ``FEATURE_COLUMNS``, ``FEATURE_VERSION`` and ``REQUIRED_COLUMNS`` are the fraud
+use case's, loaded from its folder on first use (importing this module reads no file).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass
-from typing import Literal
+from functools import cache, cached_property
+from typing import TYPE_CHECKING, Any, Literal
 
-from ml_platform.data.contract import CUSTOMER_ID, TERMINAL_ID, TX_AMOUNT
+if TYPE_CHECKING:
+    from ml_platform.use_cases.loader import UseCase
 
-Entity = Literal["customer_id", "terminal_id"]
 Aggregate = Literal[
     "value",  # the request field itself
-    "weekend",  # calendar flag from tx_datetime
-    "night",  # calendar flag from tx_datetime
-    "count",  # number of transactions in the window
-    "mean_amount",  # mean tx_amount in the window (0 when empty)
-    "risk",  # frauds / count in the window (0 when empty); needs a label delay
-    "amount_ratio",  # tx_amount / mean amount of the window (1 when that mean is 0)
-    "seconds_since_prev",  # seconds since the entity's previous transaction, capped at w
-    "fraud_count",  # known frauds in the window; needs a label delay
-    "days_since_fraud",  # days from t back to the newest known fraud in the window (d + w if none)
-    "days_since_first_fraud",  # days from t back to the oldest known fraud in the window
-    "fraud_share_since_first",  # frauds / transactions since the window's oldest known fraud
-    "fraud_mean_amount",  # mean amount of the known frauds in the window (0 when none)
+    "weekend",  # calendar flag from the event time
+    "night",  # calendar flag from the event time
+    "count",  # number of events in the window
+    "mean_amount",  # mean of the value column in the window (0 when empty)
+    "risk",  # mean label in the window (0 when empty); needs a label delay
+    "amount_ratio",  # value / mean value of the window (1 when that mean is 0)
+    "seconds_since_prev",  # seconds since the entity's previous event, capped at w
+    "fraud_count",  # sum of the known labels in the window; needs a label delay
+    "days_since_fraud",  # days from t back to the newest known positive (d + w if none)
+    "days_since_first_fraud",  # days from t back to the oldest known positive in the window
+    "fraud_share_since_first",  # positives / events since the window's oldest known positive
+    "fraud_mean_amount",  # mean value of the known positives in the window (0 when none)
 ]
 
 #: Aggregates that read labels: only allowed on delayed windows.
@@ -61,193 +69,198 @@ LABEL_AGGREGATES = (
     "fraud_share_since_first",
     "fraud_mean_amount",
 )
+#: Aggregates that read a value column (``FeatureDef.value``).
+VALUE_AGGREGATES = ("value", "mean_amount", "amount_ratio", "fraud_mean_amount")
+#: Aggregates of the event time alone.
+CALENDAR_AGGREGATES = ("weekend", "night")
+#: Label aggregates that need a 0/1 label.
+BINARY_LABEL_AGGREGATES = (
+    "days_since_fraud",
+    "days_since_first_fraud",
+    "fraud_share_since_first",
+    "fraud_mean_amount",
+)
 
 DAY_NS = 86_400 * 10**9
-NIGHT_LAST_HOUR = 6  # tx_during_night: hour <= 6
+SECOND_NS = 10**9
+NIGHT_LAST_HOUR = 6  # night: hour <= 6
+#: The use case whose features ``FEATURES`` & co. are (the platform's default).
+DEFAULT_USE_CASE = "fraud"
+#: Fraud's declaration lists its 15 core features first, then the extra point-in-time ones.
+_REQUIRED_COUNT = 15
 
 
 @dataclass(frozen=True)
 class FeatureDef:
-    """One feature. ``delayed`` windows end ``label_delay_days`` before the transaction."""
+    """One feature. ``delayed`` windows end ``label_delay_days`` before the event.
+
+    ``entity`` is the entity-key column it aggregates over, ``window_ns`` its window (ns),
+    ``value`` the value column it reads and ``label`` the label column (label aggregates).
+    """
 
     name: str
     aggregate: Aggregate
-    entity: Entity | None = None
-    window_days: int | None = None
+    entity: str | None = None
+    window_ns: int | None = None
     delayed: bool = False
     description: str = ""
+    value: str | None = None
+    label: str | None = None
+
+    @property
+    def window_days(self) -> int | float | None:
+        """The window in days (whole days as an int): what ``days_since_*`` count in."""
+        if self.window_ns is None:
+            return None
+        if self.window_ns % DAY_NS == 0:
+            return self.window_ns // DAY_NS
+        return self.window_ns / DAY_NS
 
 
-def _customer(agg: Aggregate, w: int, name: str, desc: str, delayed: bool = False) -> FeatureDef:
-    return FeatureDef(name, agg, CUSTOMER_ID, w, delayed, desc)
+@dataclass(frozen=True)
+class FeatureSet:
+    """A use case's features and the column roles the engines read: their whole input."""
 
+    use_case: str
+    event_id: str
+    event_id_type: Literal["int", "string"]
+    event_time: str
+    #: entity-key column -> "int" or "string", in declaration order
+    entities: tuple[tuple[str, str], ...]
+    label: str
+    label_task: Literal["binary", "regression"]
+    features: tuple[FeatureDef, ...]
 
-def _terminal(agg: Aggregate, w: int, name: str, desc: str) -> FeatureDef:
-    return FeatureDef(name, agg, TERMINAL_ID, w, True, desc)
+    def __post_init__(self) -> None:
+        _check(self.features, self.label_task)
 
+    @cached_property
+    def columns(self) -> list[str]:
+        """Feature names in output order."""
+        return [f.name for f in self.features]
 
-WINDOWS = (1, 7, 30)
+    @cached_property
+    def entity_columns(self) -> tuple[str, ...]:
+        return tuple(c for c, _ in self.entities)
 
-#: The features the issue requires, in its exact order.
-REQUIRED: tuple[FeatureDef, ...] = (
-    FeatureDef(TX_AMOUNT, "value", description="transaction amount"),
-    FeatureDef("tx_during_weekend", "weekend", description="1 on Saturday or Sunday"),
-    FeatureDef("tx_during_night", "night", description="1 when the hour is <= 6"),
-    *(
-        _customer("count", w, f"customer_id_nb_tx_{w}day_window", f"customer tx in (t-{w}d, t]")
-        for w in WINDOWS
-    ),
-    *(
-        _customer(
-            "mean_amount",
-            w,
-            f"customer_id_avg_amount_{w}day_window",
-            f"customer mean amount in (t-{w}d, t]",
+    @cached_property
+    def value_columns(self) -> tuple[str, ...]:
+        """The value columns some feature reads, in first-use order."""
+        return tuple(dict.fromkeys(f.value for f in self.features if f.value is not None))
+
+    @cached_property
+    def reads_label(self) -> bool:
+        return any(f.label is not None for f in self.features)
+
+    @cached_property
+    def input_columns(self) -> tuple[str, ...]:
+        """The columns the batch engine needs."""
+        label = (self.label,) if self.reads_label else ()
+        return (self.event_id, self.event_time, *self.entity_columns, *self.value_columns, *label)
+
+    @cached_property
+    def version(self) -> str:
+        """Deterministic hash of the definitions; the model registry records it."""
+        return _version(self.features, self.event_time, self.event_id)
+
+    def horizon_ns(self, label_delay_days: int) -> int:
+        """How far back any feature looks (ns): bounds the online state and the look-back."""
+        d = label_delay_days * DAY_NS
+        return max(
+            (f.window_ns + (d if f.delayed else 0) for f in self.features if f.window_ns),
+            default=0,
         )
-        for w in WINDOWS
-    ),
-    *(
-        _terminal("count", w, f"terminal_id_nb_tx_{w}day_window", f"terminal tx in (t-d-{w}d, t-d]")
-        for w in WINDOWS
-    ),
-    *(
-        _terminal(
-            "risk", w, f"terminal_id_risk_{w}day_window", f"terminal fraud share in (t-d-{w}d, t-d]"
-        )
-        for w in WINDOWS
-    ),
-)
-
-#: Extra point-in-time features (after the required ones; same rules, both engines).
-EXTRA: tuple[FeatureDef, ...] = (
-    _customer(
-        "amount_ratio",
-        30,
-        "customer_id_amount_ratio_30day_window",
-        "tx_amount / customer mean amount in (t-30d, t] (spending spikes)",
-    ),
-    _customer(
-        "seconds_since_prev",
-        30,
-        "customer_id_seconds_since_prev_tx",
-        "seconds since the customer's previous tx, capped at 30 days (bursts)",
-    ),
-    _customer(
-        "risk",
-        7,
-        "customer_id_risk_7day_window",
-        "customer fraud share in (t-d-7d, t-d] (compromised cards, once labels mature)",
-        delayed=True,
-    ),
-    _customer(
-        "risk",
-        30,
-        "customer_id_risk_30day_window",
-        "customer fraud share in (t-d-30d, t-d]",
-        delayed=True,
-    ),
-    _customer(
-        "amount_ratio",
-        30,
-        "customer_id_amount_ratio_30day_delayed",
-        "tx_amount / customer mean amount in (t-d-30d, t-d] (a baseline that a card "
-        "compromised within the last d days has not yet inflated; 1 when empty)",
-        delayed=True,
-    ),
-    _terminal("count", 60, "terminal_id_nb_tx_60day_window", "terminal tx in (t-d-60d, t-d]"),
-    _terminal(
-        "risk", 60, "terminal_id_risk_60day_window", "terminal fraud share in (t-d-60d, t-d]"
-    ),
-    *(
-        _terminal(
-            "fraud_count",
-            w,
-            f"terminal_id_nb_fraud_{w}day_window",
-            f"known terminal frauds in (t-d-{w}d, t-d]",
-        )
-        for w in (1, 7, 30)
-    ),
-    _terminal(
-        "days_since_fraud",
-        30,
-        "terminal_id_days_since_fraud",
-        "days since the terminal's newest known fraud in (t-d-30d, t-d]; d+30 if none",
-    ),
-    _terminal(
-        "days_since_first_fraud",
-        30,
-        "terminal_id_days_since_first_fraud",
-        "days since the terminal's oldest known fraud in (t-d-30d, t-d]; d+30 if none "
-        "(how long the compromise has been going on)",
-    ),
-    _terminal(
-        "fraud_share_since_first",
-        30,
-        "terminal_id_fraud_share_since_first_fraud",
-        "known frauds in (t-d-30d, t-d] / the terminal's tx from the oldest of them to t-d "
-        "(0 if none)",
-    ),
-    *(
-        _terminal(
-            "fraud_mean_amount",
-            w,
-            f"terminal_id_fraud_avg_amount_{w}day_window",
-            f"mean amount of the terminal's known frauds in (t-d-{w}d, t-d] (0 if none)",
-        )
-        for w in (7, 30)
-    ),
-)
-
-FEATURES: tuple[FeatureDef, ...] = REQUIRED + EXTRA
-FEATURE_COLUMNS: list[str] = [f.name for f in FEATURES]
-REQUIRED_COLUMNS: list[str] = [f.name for f in REQUIRED]
 
 
-def _check() -> None:
+def _check(features: tuple[FeatureDef, ...], label_task: str = "binary") -> None:
+    """Refuse definitions the engines would compute wrongly, naming the feature."""
     names = set()
-    for f in FEATURES:
+    for f in features:
         if f.name in names:
             raise ValueError(f"feature {f.name!r}: defined twice")
         names.add(f.name)
-        if f.entity is not None and (f.window_days is None or f.window_days < 1):
-            raise ValueError(f"feature {f.name!r}: window_days must be >= 1")
+        if f.entity is not None and (f.window_ns is None or f.window_ns < 1):
+            raise ValueError(f"feature {f.name!r}: window_ns must be >= 1")
         if f.aggregate in LABEL_AGGREGATES and not f.delayed:
             raise ValueError(
                 f"feature {f.name!r}: {f.aggregate} reads labels, so it needs a label delay "
                 "(delayed=True)"
             )
+        if f.aggregate in LABEL_AGGREGATES and f.label is None:
+            raise ValueError(f"feature {f.name!r}: {f.aggregate} needs its label column")
+        if f.aggregate in BINARY_LABEL_AGGREGATES and label_task != "binary":
+            raise ValueError(f"feature {f.name!r}: {f.aggregate} needs a binary label")
+        if f.aggregate in VALUE_AGGREGATES and f.value is None:
+            raise ValueError(f"feature {f.name!r}: {f.aggregate} needs its value column")
+        if f.entity is None and f.aggregate not in ("value", *CALENDAR_AGGREGATES):
+            raise ValueError(f"feature {f.name!r}: {f.aggregate} needs an entity")
 
 
-_check()
-
-
-def horizon_days(label_delay_days: int) -> int:
-    """How far back any feature looks: bounds the online state and the batch look-back."""
-    return max(
-        f.window_days + (label_delay_days if f.delayed else 0)
-        for f in FEATURES
-        if f.window_days is not None
-    )
-
-
-def check_label_delay(label_delay_days: int) -> int:
-    """A delay of 0 would let a label be known at the instant of its transaction."""
-    if int(label_delay_days) != label_delay_days or label_delay_days < 1:
-        raise ValueError(f"label_delay_days: must be an integer >= 1, got {label_delay_days!r}")
-    return int(label_delay_days)
-
-
-def _version() -> str:
+def _version(features: tuple[FeatureDef, ...], event_time: str, event_id: str) -> str:
     payload = json.dumps(
         {
-            "features": [asdict(f) for f in FEATURES],
+            "features": [asdict(f) for f in features],
             "night_last_hour": NIGHT_LAST_HOUR,
-            "order": "tx_datetime,transaction_id",
+            "order": f"{event_time},{event_id}",
         },
         sort_keys=True,
     )
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-#: Deterministic hash of the definitions; the model registry records it.
-FEATURE_VERSION: str = _version()
+def feature_set(use_case: UseCase | str = DEFAULT_USE_CASE) -> FeatureSet:
+    """The engines' view of a use case (a loaded one, or one by name: cached)."""
+    if isinstance(use_case, str):
+        return _named_feature_set(use_case)
+    from ml_platform.use_cases.feature_port import to_feature_set
+
+    return to_feature_set(use_case)
+
+
+@cache
+def _named_feature_set(name: str) -> FeatureSet:
+    """A use case shipped in the package loads from its folder alone (no environment read);
+    any other is found through the use-case folders."""
+    from ml_platform.use_cases.feature_port import to_feature_set
+    from ml_platform.use_cases.loader import (
+        PACKAGE_ROOT,
+        USE_CASE_FILE,
+        get_use_case,
+        load_use_case,
+    )
+
+    folder = PACKAGE_ROOT / name
+    found = (folder / USE_CASE_FILE).is_file()
+    return to_feature_set(load_use_case(folder) if found else get_use_case(name))
+
+
+def horizon_days(label_delay_days: int, use_case: UseCase | str = DEFAULT_USE_CASE) -> int:
+    """How far back any feature looks, in whole days (rounded up): the batch look-back."""
+    return math.ceil(feature_set(use_case).horizon_ns(label_delay_days) / DAY_NS)
+
+
+def check_label_delay(label_delay_days: int) -> int:
+    """A delay of 0 would let a label be known at the instant of its event."""
+    if int(label_delay_days) != label_delay_days or label_delay_days < 1:
+        raise ValueError(f"label_delay_days: must be an integer >= 1, got {label_delay_days!r}")
+    return int(label_delay_days)
+
+
+# The default use case's definitions, read from its folder on first access (PEP 562).
+FEATURES: tuple[FeatureDef, ...]
+FEATURE_COLUMNS: list[str]
+FEATURE_VERSION: str
+REQUIRED_COLUMNS: list[str]
+LAZY_NAMES = ("FEATURES", "FEATURE_COLUMNS", "FEATURE_VERSION", "REQUIRED_COLUMNS")
+
+
+def __getattr__(name: str) -> Any:
+    if name not in LAZY_NAMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    fs = feature_set()
+    return {
+        "FEATURES": lambda: fs.features,
+        "FEATURE_COLUMNS": lambda: fs.columns,
+        "FEATURE_VERSION": lambda: fs.version,
+        "REQUIRED_COLUMNS": lambda: fs.columns[:_REQUIRED_COUNT],
+    }[name]()

@@ -74,25 +74,26 @@ class OnlineFeatureEngine:
         # Per entity, every window edge as an offset back from t: one searchsorted finds all.
         offsets: dict[str, list[int]] = {CUSTOMER_ID: [], TERMINAL_ID: []}
 
-        def slot(entity: str, days: int) -> int:
-            if days not in offsets[entity]:
-                offsets[entity].append(days)
-            return offsets[entity].index(days)
+        def slot(entity: str, offset_ns: int) -> int:
+            if offset_ns not in offsets[entity]:
+                offsets[entity].append(offset_ns)
+            return offsets[entity].index(offset_ns)
 
         self._plan = []
         for j, f in enumerate(FEATURES):
             if f.entity is None:
                 self._plan.append((j, f.aggregate, None, 0, 0, 0.0))
             elif f.delayed:
-                lo, hi = slot(f.entity, self.d + f.window_days), slot(f.entity, self.d)
-                cap = float(self.d + f.window_days)  # days_since_fraud with no fraud
+                d_ns = self.d * DAY_NS
+                lo, hi = slot(f.entity, d_ns + f.window_ns), slot(f.entity, d_ns)
+                cap = (d_ns + f.window_ns) / DAY_NS  # days_since_fraud with no fraud
                 self._plan.append((j, f.aggregate, f.entity, lo, hi, cap))
             else:
-                cap = f.window_days * 86_400.0
+                cap = f.window_ns / 1e9
                 self._plan.append(
-                    (j, "now_" + f.aggregate, f.entity, slot(f.entity, f.window_days), -1, cap)
+                    (j, "now_" + f.aggregate, f.entity, slot(f.entity, f.window_ns), -1, cap)
                 )
-        self._offsets = {e: np.array(o, dtype=np.int64) * DAY_NS for e, o in offsets.items()}
+        self._offsets = {e: np.array(o, dtype=np.int64) for e, o in offsets.items()}
         # how far back each entity's features look: fetch no more than that
         self._reach = {e: int(o.max()) if len(o) else 0 for e, o in self._offsets.items()}
 

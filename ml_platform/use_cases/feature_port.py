@@ -1,21 +1,27 @@
-"""Declared features -> the ``FeatureDef`` tuple today's feature engines run.
+"""Declared features -> the ``FeatureDef`` tuple and ``FeatureSet`` the feature engines run.
 
-Why it exists: until the engines read declarations directly, this translation is the proof
-that porting them will be bit-identical: the fraud declaration must translate to exactly
-today's ``FEATURES`` (names, order, aggregate, entity, window, label delay, description).
-It refuses what today's engines cannot compute (sub-day windows, side-table joins, other
-event shapes) with the feature and the reason, instead of translating approximately.
+Why it exists: the engines compute a fixed family of aggregates; this translation maps each
+declared feature onto one of them with its columns and its window in nanoseconds, and the
+fraud declaration translates to exactly the definitions fraud was built with (the proof that
+the port is bit-identical). It refuses what the engines cannot compute (side-table joins,
+functions they lack, labels known at a per-row time) with the feature and the reason,
+instead of translating approximately.
 """
 
 from __future__ import annotations
 
-from ml_platform.data.contract import RAW_COLUMNS, TX_FRAUD
-from ml_platform.features.definitions import NIGHT_LAST_HOUR, Aggregate, FeatureDef
+from ml_platform.features.definitions import (
+    NIGHT_LAST_HOUR,
+    SECOND_NS,
+    Aggregate,
+    FeatureDef,
+    FeatureSet,
+)
 from ml_platform.use_cases.loader import UseCase, UseCaseError
 from ml_platform.use_cases.spec import AsOfFeature, RowFeature, duration_seconds
 
 _ROW: dict[str, Aggregate] = {"value": "value", "is_weekend": "weekend", "is_night": "night"}
-#: window function -> today's aggregate, by whether it aggregates the label or a value.
+#: window function -> the engines' aggregate, by whether it aggregates the label or a value.
 _WINDOW_ON_VALUE: dict[str, Aggregate] = {
     "count": "count",
     "mean": "mean_amount",
@@ -27,41 +33,63 @@ _WINDOW_ON_VALUE: dict[str, Aggregate] = {
     "mean_where_positive": "fraud_mean_amount",
 }
 _WINDOW_ON_LABEL: dict[str, Aggregate] = {"mean": "risk", "sum": "fraud_count"}
-_DAY = 86_400
+#: Aggregates that read the label although they take a value column (or none).
+_READS_LABEL = frozenset(
+    {"days_since_fraud", "days_since_first_fraud", "fraud_share_since_first", "fraud_mean_amount"}
+)
 
 
 def to_feature_defs(use_case: UseCase) -> tuple[FeatureDef, ...]:
-    """The use case's features as today's engines define them, in declaration order."""
-    label = use_case.spec.label.column
-    expected = dict(RAW_COLUMNS)
-    expected.pop(TX_FRAUD)
-    declared = {c: t for c, t in use_case.columns.items() if c in expected}
-    if set(declared) != set(expected) or label != TX_FRAUD:
-        raise UseCaseError(
-            f"{use_case.file}: schema: today's feature engines run only on the transaction "
-            f"contract ({', '.join(RAW_COLUMNS)}); the generic engines come next"
-        )
+    """The use case's features as the engines define them, in declaration order."""
+    label = use_case.spec.label
     out = []
     for f in use_case.features:
         where = f"{use_case.file}: feature {f.name}"
         if isinstance(f, AsOfFeature):
             raise UseCaseError(f"{where}: today's engines have no side-table joins")
         if isinstance(f, RowFeature):
-            if f.function not in _ROW or (f.function == "value" and f.of != f.name):
+            if f.function not in _ROW:
                 raise UseCaseError(f"{where}: today's engines cannot compute {f.function}")
             if f.function == "is_night" and f.last_hour != NIGHT_LAST_HOUR:
                 raise UseCaseError(f"{where}: today's engines use last_hour {NIGHT_LAST_HOUR}")
-            out.append(FeatureDef(f.name, _ROW[f.function], description=f.description))
+            out.append(FeatureDef(f.name, _ROW[f.function], description=f.description, value=f.of))
             continue
-        table = _WINDOW_ON_LABEL if f.of == label else _WINDOW_ON_VALUE
+        on_label = f.of == label.column
+        table = _WINDOW_ON_LABEL if on_label else _WINDOW_ON_VALUE
         if f.function not in table:
             raise UseCaseError(f"{where}: today's engines cannot compute {f.function}")
-        seconds = duration_seconds(f.window or "")
-        if seconds % _DAY:
-            raise UseCaseError(f"{where}: today's engines compute whole-day windows only")
+        if f.matured and label.delay_days is None:
+            raise UseCaseError(
+                f"{where}: today's engines mature labels after a fixed delay only "
+                f"(label.delay_days), not at a per-row time ({label.known_at})"
+            )
+        aggregate = table[f.function]
+        reads_label = on_label or aggregate in _READS_LABEL
         out.append(
             FeatureDef(
-                f.name, table[f.function], f.entity, seconds // _DAY, f.matured, f.description
+                f.name,
+                aggregate,
+                f.entity,
+                duration_seconds(f.window or "") * SECOND_NS,
+                f.matured,
+                f.description,
+                value=None if on_label else f.of,
+                label=label.column if reads_label else None,
             )
         )
     return tuple(out)
+
+
+def to_feature_set(use_case: UseCase) -> FeatureSet:
+    """The features plus the column roles the engines read, from the declaration."""
+    s = use_case.spec.event_schema
+    return FeatureSet(
+        use_case=use_case.name,
+        event_id=s.event_id.column,
+        event_id_type=s.event_id.type,
+        event_time=s.event_time,
+        entities=tuple(s.entities.items()),
+        label=use_case.spec.label.column,
+        label_task=use_case.spec.label.task,
+        features=to_feature_defs(use_case),
+    )

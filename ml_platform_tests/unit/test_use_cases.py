@@ -172,17 +172,9 @@ def _weather_join(data: dict[str, Any]) -> None:
 
 
 UNPORTABLE = {
-    "sub-day window": (
-        _set("features:customer_id_seconds_since_prev_tx.window", "36h"),
-        "feature customer_id_seconds_since_prev_tx: today's engines compute whole-day windows",
-    ),
     "a row function": (
         _add_feature({"kind": "row", "name": "hour", "function": "hour_of_day"}),
         "feature hour: today's engines cannot compute hour_of_day",
-    ),
-    "a value under another name": (
-        _set("features:tx_amount.name", "amount"),
-        "feature amount: today's engines cannot compute value",
     ),
     "another night": (
         _set("features:tx_during_night.last_hour", 5),
@@ -234,6 +226,20 @@ def test_translation_refuses_what_todays_engines_cannot_compute(tmp_path: Path, 
     with pytest.raises(UseCaseError) as info:
         to_feature_defs(uc)
     assert str(info.value).startswith(f"{uc.file}: {expected}"), str(info.value)
+
+
+def test_translation_keeps_sub_day_windows_and_renamed_values(tmp_path: Path) -> None:
+    """A window in hours keeps its exact length in ns; a value feature may be named freely."""
+
+    def mutate(data: dict[str, Any]) -> None:
+        _set("features:customer_id_seconds_since_prev_tx.window", "36h")(data)
+        _set("features:tx_amount.name", "amount")(data)
+
+    uc = load_use_case(write_case(tmp_path, mutate=mutate))
+    got = {f.name: f for f in to_feature_defs(uc)}
+    assert got["customer_id_seconds_since_prev_tx"].window_ns == 36 * 3600 * 10**9
+    assert got["amount"].aggregate == "value" and got["amount"].value == contract.TX_AMOUNT
+    assert len(got) == len(FEATURES)
 
 
 # --- bad definitions fail at load: file, field path, reason ----------------------------------
@@ -666,7 +672,7 @@ def test_the_documented_flights_declaration_loads(tmp_path: Path) -> None:
     assert [f.kind for f in uc.features].count("asof") == 2
     assert resolve_settings(uc, environ={}).label_delay_days is None
     assert "distance: below 1" in quarantine_reasons(uc)
-    with pytest.raises(UseCaseError, match="today's feature engines run only on"):
+    with pytest.raises(UseCaseError, match="hour_of_day: today's engines cannot compute"):
         to_feature_defs(uc)
 
 
@@ -852,14 +858,17 @@ def test_use_cases_text_and_a_broken_folder(tmp_path: Path, capsys, settings_env
 
 
 def test_core_modules_name_no_column_of_a_use_case() -> None:
-    """Outside the use-case folders, ml_platform/use_cases/ names no column of any of them."""
+    """Outside the use-case folders, ml_platform/use_cases/ and the feature definitions and
+    batch engine name no column of any of them."""
     columns: set[str] = set()
     for uc in load_use_cases([PACKAGE_ROOT]).values():
         columns |= {*uc.columns, uc.spec.label.column}
     assert {contract.TX_AMOUNT, contract.CUSTOMER_ID} <= columns
     pattern = re.compile(r"\b(" + "|".join(map(re.escape, sorted(columns))) + r")\b")
-    core = sorted(PACKAGE_ROOT.glob("*.py"))
+    features = PACKAGE_ROOT.parent / "features"
+    core = [*sorted(PACKAGE_ROOT.glob("*.py")), features / "definitions.py", features / "batch.py"]
     assert {p.name for p in core} >= {"spec.py", "loader.py", "derive.py", "feature_port.py"}
+    assert {contract.TRANSACTION_ID, contract.TX_DATETIME, contract.TX_FRAUD} <= columns
     hits = [
         f"{p.name}:{i}: {m.group(0)}"
         for p in core
