@@ -23,7 +23,7 @@ arrives later, so it is not yet known when the smaller one is scored.
   oldest of them up to ``t - d`` (0 when the window holds no fraud): how much of the traffic
   since the compromise began was fraud, undiluted by the quiet weeks before it;
 - ``fraud_mean_amount`` = mean amount of the known frauds in the window (0 when none);
-- ``tx_during_night``: hour <= 6 (as the issue states); ``tx_during_weekend``: Sat or Sun.
+- ``tx_during_night``: hour <= 6 (06:59 counts as night); ``tx_during_weekend``: Sat or Sun.
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ def _terminal(agg: Aggregate, w: int, name: str, desc: str) -> FeatureDef:
 
 WINDOWS = (1, 7, 30)
 
-#: The features the issue requires, in its exact order.
+#: The 15 base features of the Fraud-Detection-Handbook feature set, in its order.
 REQUIRED: tuple[FeatureDef, ...] = (
     FeatureDef(TX_AMOUNT, "value", description="transaction amount"),
     FeatureDef("tx_during_weekend", "weekend", description="1 on Saturday or Sunday"),
