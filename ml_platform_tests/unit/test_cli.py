@@ -76,6 +76,13 @@ def test_mlflow_uri_follows_an_explicit_tracking_uri(settings_env, capsys):
     assert capsys.readouterr().out.strip().endswith("@127.0.0.1:5432/mlflow_x")
 
 
+def test_progress_goes_to_stderr_so_stdout_stays_the_result(capsys) -> None:
+    from ml_platform.cli import _progress
+
+    _progress("backtest")("feature pipeline: started")
+    assert capsys.readouterr() == ("", "backtest: feature pipeline: started\n")
+
+
 def test_backtest_stage_logs_start_and_end_with_seconds() -> None:
     from ml_platform.training.backtest import _Stage
 
@@ -113,28 +120,38 @@ def test_week_line_names_the_week_its_days_and_each_policy_mean() -> None:
     )
 
 
+@pytest.mark.slow
 def test_backtest_retraining_reports_each_week_on_stderr_and_ends_stdout_with_json(
-    tmp_path, capsys
+    settings_env, tmp_path, capsys
 ):
+    # small and quick: the sensor never fires, so the only retrainings are the two weekly ones
+    settings_env(
+        retrain_performance_margin=1.0,
+        retrain_min_new_labeled_days=1_000_000,
+        train_days=7,
+        train_threads=1,
+    )
     argv = ["backtest-retraining", "--weeks", "2", "--drift-after-days", "7"]
-    argv += ["--customers", "100", "--terminals", "200", "--out", str(tmp_path)]
-    assert main(argv) == 0
+    argv += ["--customers", "100", "--terminals", "200", "--drift-threshold", "1.0"]
+    assert main([*argv, "--out", str(tmp_path)]) == 0
     out, err = capsys.readouterr()
     result = json.loads(out.strip().splitlines()[-1])
-    assert set(result["policies"]) == {"frozen", "weekly", "sensor"}
+    assert result["policies"]["weekly"]["retrainings"] == 2
+    assert result["policies"]["sensor"]["retrainings"] == 0
     assert result["report"] == str(tmp_path / "retraining_backtest.png")
 
     progress = err.strip().splitlines()
     assert all(line.startswith("backtest-retraining: ") for line in progress), progress
     assert "started: 100 customers, 200 terminals" in progress[0]
     assert re.fullmatch(r"backtest-retraining: finished in \d+s", progress[-1])
-    weeks = [line for line in progress if " week " in line]
+    weeks = [line for line in progress if ": week " in line]
     assert [w.split(" (")[0] for w in weeks] == [
         "backtest-retraining: week 1/2",
         "backtest-retraining: week 2/2",
     ]
-    assert all("frozen" in w and "weekly" in w and "sensor" in w for w in weeks)
-    assert "week " not in out and "started" not in out  # stdout is the result only
-    assert date.fromisoformat(weeks[1].split("(")[1][:10]) - date.fromisoformat(
-        weeks[0].split("(")[1][:10]
-    ) == timedelta(days=7)
+    assert all(re.search(r"frozen [\d.]+, weekly [\d.]+, sensor [\d.]+; \d+s$", w) for w in weeks)
+    assert sum("weekly: retrain (schedule)" in line for line in progress) == 2
+    # stdout is the result only: the weekly table, the summary, the JSON last
+    assert not any(line.startswith("backtest-retraining:") for line in out.splitlines())
+    first_days = [date.fromisoformat(w.split("(")[1][:10]) for w in weeks]
+    assert first_days[1] - first_days[0] == timedelta(days=7)
