@@ -10,9 +10,10 @@ export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 # uv from PATH, or the module pip installed (resolved when each recipe line runs)
 UV = $$(command -v uv || echo python3 -m uv)
 DAGSTER_PORT ?= 3000
+MLFLOW_PORT ?= 5000
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: setup demo test test-fast test-production test-ui dev serve lint bench clean \
+.PHONY: setup demo test test-fast test-production test-ui dev serve mlflow lint bench clean \
 	install-browser screenshots
 
 setup:  ## install uv if missing, then the locked environment
@@ -52,6 +53,13 @@ dev: setup  ## Dagster UI + daemon (sensors and schedules live)
 
 serve: setup  ## the real-time API (ML_PLATFORM_SERVING_HOST/_PORT, default 127.0.0.1:3001)
 	$(UV) run bentoml serve ml_platform.serving.service:FraudDetector
+
+# One worker and no background job runner: a browsing UI on a laptop, not a shared server.
+mlflow: setup  ## MLflow UI on the platform's tracking store (http://127.0.0.1:5000)
+	uri="$$($(UV) run ml-platform mlflow-uri)" && \
+	artifacts="$$($(UV) run ml-platform mlflow-uri --artifacts)" && \
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(UV) run mlflow ui --backend-store-uri "$$uri" \
+		--default-artifact-root "$$artifacts" --host 127.0.0.1 --port $(MLFLOW_PORT) --workers 1
 
 lint: setup
 	$(UV) run ruff check .

@@ -1,6 +1,6 @@
 """Full-scale ingestion: 183 days simulated, validated and written to a temporary lake.
 
-Target (issue 2): <= 60 s on 2 cores. By default runs the core functions the Dagster assets
+Target: <= 60 s on 2 cores. By default runs the core functions the Dagster assets
 call (read_raw_day -> raw partition, validate_transactions -> validated + quarantine
 partitions); ``--dagster`` materializes the real ingestion assets instead, as one single-run
 backfill over the whole range (Dagster run overhead included). Prints one JSON object.

@@ -1,4 +1,4 @@
-"""Model quality on the full-scale simulator with the issue's protocol, and backtest speed.
+"""Model quality on the full-scale simulator with the quality protocol, and backtest speed.
 
 1. Writes 183 days (2018-04-01..2018-09-30) of the full-scale simulator (5,000 customers,
    10,000 terminals, ~1.7M transactions) as daily Parquet files (cached under

@@ -22,7 +22,7 @@ are split by class, with the visible cards it never found. ``perfect_model_cp100
 protocol's CP@100 of a perfect point-in-time model: every visible fraud on top, every other
 transaction with a random score (a card keeps its highest, so busy cards draw more chance
 hits, as with a real model); mean, 5th/95th percentile and the share of draws reaching the
-issue's 0.31, over ``--draws`` draws.
+0.31 target, over ``--draws`` draws.
 
 Windows: the three validation folds of ``benchmarks/quality_folds.py`` and the test week of
 ``benchmarks/quality.py``. Prints one JSON object.
@@ -65,7 +65,7 @@ from ml_platform.data.contract import (  # noqa: E402
 VISIBLE = ("amount", "customer", "terminal_known")
 CLASSES = (*VISIBLE, "terminal_unknown")
 N_CUSTOMERS, N_TERMINALS = 5000, 10000
-TARGET = 0.31  # the CP@100 target
+TARGET = 0.31  # the platform's CP@100 target
 
 
 def fraud_classes(tx: pd.DataFrame, seed: int) -> np.ndarray:

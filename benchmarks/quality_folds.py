@@ -1,4 +1,4 @@
-"""Quality on validation folds only: the issue's protocol shifted back 14/21/28 days.
+"""Quality on validation folds only: the quality protocol shifted back 14/21/28 days.
 
 Why: every modelling choice (features, LightGBM parameters) must be made without looking at
 the real test week (2018-08-08..14 in ``benchmarks/quality.py``). This script reproduces the

@@ -55,7 +55,7 @@ class Settings(BaseSettings):
     # --- registry / serving ----------------------------------------------------------------
     mlflow_tracking_uri: str | None = Field(None, description="Default: SQLite in data_dir.")
     model_name: str = "fraud_detector"
-    # --- training, promotion gate (issue 4; owner: training) -------------------------------
+    # --- training, promotion gate ---------------------------------------------------------
     train_days: int = Field(14, ge=1, description="Training window length (days).")
     valid_days: int = Field(7, ge=1, description="Validation window, the latest matured days.")
     baseline_margin_ap: float = Field(
@@ -94,7 +94,7 @@ class Settings(BaseSettings):
         description="Refuse transactions dated more than this after the service clock (400).",
     )
 
-    # --- production profile (issue 7; owner: production) ------------------------------------
+    # --- production profile -----------------------------------------------------------------
     # profile="production" puts the Dagster instance on PostgreSQL (deploy/dagster.yaml reads
     # the ML_PLATFORM_PG_* variables), MLflow tracking + registry on PostgreSQL and the online
     # store on Redis, unless mlflow_tracking_uri / online_store are set explicitly.
@@ -113,7 +113,7 @@ class Settings(BaseSettings):
         1_048_576, ge=1024, description="Request bodies above this size get 413."
     )
 
-    # --- monitoring and automatic retraining (issue 6; owner: monitoring) ------------------
+    # --- monitoring and automatic retraining -----------------------------------------------
     drift_share_threshold: float = Field(
         0.3, ge=0, le=1, description="Drifted-feature share above which the check warns/retrains."
     )
@@ -147,7 +147,7 @@ class Settings(BaseSettings):
         return self
 
     def _apply_profile(self) -> None:
-        """Production defaults for what the user did not set explicitly (issue 7)."""
+        """Production defaults for what the user did not set explicitly."""
         if self.api_token is not None and not self.api_token.get_secret_value():
             self.api_token = None  # ML_PLATFORM_API_TOKEN= (empty) means auth off
         if self.profile != "production":
@@ -186,6 +186,11 @@ class Settings(BaseSettings):
     @property
     def tracking_uri(self) -> str:
         return self.mlflow_tracking_uri or f"sqlite:///{self.data_dir / 'mlflow.db'}"
+
+    @property
+    def mlflow_artifacts_dir(self) -> Path:
+        """Artifacts of the experiments the platform creates (beside the data, not the cwd)."""
+        return self.data_dir / "mlartifacts"
 
     @property
     def n_days(self) -> int:

@@ -4,7 +4,7 @@ Two card-precision flavours:
 
 * :func:`card_precision_at_k` - the simple per-day version used on validation windows: per
   day, rank customers (cards) by their highest score and take the precision of the top k.
-* :func:`protocol_card_precision_at_k` - the exact protocol of the issue's Quality section:
+* :func:`protocol_card_precision_at_k` - the exact quality protocol (README, backtest):
   cards already detected (true positives in an earlier day's top k) are dropped, then
   customers are grouped (highest score, highest label) and the top k counted.
 

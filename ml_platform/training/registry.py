@@ -120,7 +120,7 @@ def _experiment_id() -> str:
     if root:
         location = root
     else:
-        artifacts = (s.data_dir / "mlartifacts").resolve()
+        artifacts = s.mlflow_artifacts_dir.resolve()
         artifacts.mkdir(parents=True, exist_ok=True)
         location = artifacts.as_uri()
     return client.create_experiment(s.model_name, artifact_location=location)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import date
 from pathlib import Path
 
@@ -96,7 +97,13 @@ def test_backtest_runs_the_pipeline_and_scores_every_test_transaction(
         main(["backtest", "--source", str(source), *ARGS, "--label-delay", "7", "--out", str(out)])
         == 0
     )
-    result = json.loads(capsys.readouterr().out)
+    captured = capsys.readouterr()
+    result = json.loads(captured.out)
+    progress = [line for line in captured.err.splitlines() if line.startswith("backtest: ")]
+    pipeline = "backtest: feature pipeline (Dagster, 2025-02-14..2025-03-20, 35 days)"
+    assert progress[0] == f"{pipeline}: started"
+    assert re.fullmatch(rf"{re.escape(pipeline)}: finished in \d+\.\ds", progress[1])
+    assert re.fullmatch(r"backtest: tuning, .*: finished in \d+\.\ds", progress[-1])
     for key in ("roc_auc", "average_precision", "card_precision_at_100", "model_version"):
         assert key in result
     assert 0.5 < result["roc_auc"] <= 1.0

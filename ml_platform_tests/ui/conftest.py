@@ -29,7 +29,7 @@ import pytest
 
 from ml_platform_tests.ui import dagster_ui as ui
 
-#: Seconds per phase of the last run, shown in pytest's terminal summary (the issue's
+#: Seconds per phase of the last run, shown in pytest's terminal summary (the test's
 #: budget: 90 s in all, ``dagster dev`` start-up included, on an idle 2-core machine).
 TIMINGS: dict[str, float] = {}
 
