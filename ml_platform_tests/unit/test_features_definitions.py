@@ -11,7 +11,7 @@ import pytest
 from ml_platform.features import FEATURE_COLUMNS, FEATURE_VERSION, REQUIRED_COLUMNS
 from ml_platform.features import definitions as defs
 
-ISSUE_ORDER = [
+HANDBOOK_ORDER = [
     "tx_amount",
     "tx_during_weekend",
     "tx_during_night",
@@ -22,9 +22,9 @@ ISSUE_ORDER = [
 ]
 
 
-def test_required_columns_come_first_in_issue_order() -> None:
-    assert REQUIRED_COLUMNS == ISSUE_ORDER
-    assert FEATURE_COLUMNS[: len(ISSUE_ORDER)] == ISSUE_ORDER
+def test_required_columns_come_first_in_handbook_order() -> None:
+    assert REQUIRED_COLUMNS == HANDBOOK_ORDER
+    assert FEATURE_COLUMNS[: len(HANDBOOK_ORDER)] == HANDBOOK_ORDER
     assert len(set(FEATURE_COLUMNS)) == len(FEATURE_COLUMNS)
 
 
