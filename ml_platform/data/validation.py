@@ -286,10 +286,8 @@ def _column_masks(
             found["not an integer"] = ok & ~integral
             ok = ok & integral
     masks = {f"{checks.column}: {name}": found[name] for name in checks.implied}
-    for rule in checks.rules:
-        name = f"{checks.column}: {_rule_reason(rule)}"
-        hit = ok & _breaks(rule, checks.kind, values, v)
-        masks[name] = masks[name] | hit if name in masks else hit
+    for rule in checks.rules:  # one reason text is one rule: a repeated rule adds nothing
+        masks[f"{checks.column}: {_rule_reason(rule)}"] = ok & _breaks(rule, checks.kind, values, v)
     return masks, values
 
 
@@ -379,7 +377,7 @@ def validate_events(
     extras = (
         [col for col in df.columns if col not in declared] if contract.keep_extra_columns else []
     )
-    kept = {col: parsed[col][good] for col in contract.required}
+    kept = {col: parsed[col][good] for col in contract.required if col != contract.event_id}
     kept[contract.event_id] = ids[~repeated]  # indexed by input row, like the others
     valid = pd.DataFrame({col: kept[col].astype(dtype) for col, dtype in contract.columns.items()})
     for col in extras:

@@ -238,6 +238,44 @@ def test_only_declared_rules_apply(parcels, good):
     assert quarantine.empty and np.isinf(valid[WEIGHT].iloc[2])
 
 
+@pytest.mark.parametrize(
+    ("rule", "value", "reason"),
+    [
+        ({"check": "range", "min": 0.1, "max": 25}, 0.05, "weight_kg: outside [0.1, 25]"),
+        ({"check": "range", "min": 0.1, "max": 25}, 25.5, "weight_kg: outside [0.1, 25]"),
+        ({"check": "range", "max": 25}, 25.5, "weight_kg: above 25"),
+        ({"check": "range", "min": 1}, 0.5, "weight_kg: below 1"),
+        ({"check": "finite"}, np.inf, "weight_kg: not finite"),
+    ],
+)
+def test_declared_value_rules_quarantine_and_bind_the_schema(tmp_path, good, rule, value, reason):
+    """A bound itself is allowed; beyond it the row is quarantined and the pandera schema
+    refuses it too."""
+    import pandera.errors
+
+    uc = write_parcels(tmp_path, rules=[{"column": WEIGHT, **rule}])
+    edge = rule.get("max", rule.get("min", 1.0))
+    raw = good.assign(**{WEIGHT: 5.0})
+    raw.loc[1, WEIGHT], raw.loc[3, WEIGHT] = edge, value
+    valid, quarantine = validate_events(raw, DAY, uc)
+    assert list(quarantine["reason"]) == [reason] and quarantine["row"].iloc[0] == "3"
+    assert valid.loc[valid["row"] == 1, WEIGHT].item() == edge
+    bad = valid.assign(**{WEIGHT: valid[WEIGHT].where(valid["row"] != 1, value)})
+    with pytest.raises(pandera.errors.SchemaError):
+        event_schema(None, uc).validate(bad)
+
+
+def test_one_of_a_string_key(tmp_path, good):
+    uc = write_parcels(
+        tmp_path, rules=[{"column": DEPOT, "check": "one_of", "values": ["north", "south"]}]
+    )
+    valid, quarantine = validate_events(good, DAY, uc)
+    assert set(quarantine["reason"]) == {"depot: not one of north, south"}
+    assert set(quarantine[DEPOT]) == {"east"} and set(valid[DEPOT]) == {"north", "south"}
+    with pytest.raises(Exception, match="isin"):
+        event_schema(None, uc).validate(valid.assign(**{DEPOT: "west"}))
+
+
 def test_duplicates_of_the_derived_id_keep_the_first_valid_copy(parcels, good):
     raw = good.copy()
     raw.loc[7, IDENTITY] = raw.loc[3, IDENTITY].to_numpy()  # same event again, later
