@@ -20,9 +20,11 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from ml_platform.data import contract
 from ml_platform.data.validation import (
     MissingColumnError,
     derive_event_ids,
+    event_contract,
     event_schema,
     reason_counts,
     rule_masks,
@@ -347,6 +349,23 @@ def test_fraud_stays_the_default(good):
         validate_transactions(good, DAY)
     with pytest.raises(ValueError, match="use case 'fraud': transaction_id is given by the data"):
         derive_event_ids(good)
+
+
+def test_the_fraud_contract_is_the_fraud_declaration():
+    """``contract`` spells fraud's columns for the modules that import them; they must be
+    exactly what validation derives from the declaration (names, order, dtypes, request)."""
+    derived = event_contract()
+    assert derived.use_case.name == "fraud" and derived.required == derived.columns
+    assert derived.columns == contract.RAW_COLUMNS
+    schema = derived.use_case.spec.event_schema
+    assert (
+        schema.event_id.column,
+        schema.event_time,
+    ) == (contract.TRANSACTION_ID, contract.TX_DATETIME)
+    assert tuple(schema.entities) == (contract.CUSTOMER_ID, contract.TERMINAL_ID)
+    assert tuple(schema.values) == (contract.TX_AMOUNT,)
+    assert derived.use_case.spec.label.column == contract.TX_FRAUD
+    assert tuple(schema.request) == contract.REQUEST_COLUMNS
 
 
 kinds_strategy = st.lists(
