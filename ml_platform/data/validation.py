@@ -91,6 +91,7 @@ class EventContract:
         self.event_time = s.event_time
         self.keep_extra_columns = s.keep_extra_columns
         kinds = {**use_case.columns, label.column: label.task}
+        self.kinds = kinds
         self.columns: dict[str, str] = {col: DTYPES[kind] for col, kind in kinds.items()}
         self.required = {
             col: dtype
@@ -312,9 +313,9 @@ def rule_masks(
 def derive_event_ids(frame: pd.DataFrame, use_case: UseCase | None = None) -> pd.Series:
     """The ids of events whose schema derives its id: a stable hash of ``derive_from``.
 
-    63 bits of pandas' row hash of those columns in their declared dtypes (so the same
-    event gets the same id in every run, in validation as in a request); a string id is its
-    16-digit hex form.
+    63 bits of pandas' row hash of those columns parsed as validation parses them (so the
+    same event gets the same id in every run, from a lake row as from a request with ISO or
+    tz-aware times); a string id is its 16-digit hex form. The values must be valid.
     """
     contract = event_contract(use_case)
     if not contract.derive_from:
@@ -323,7 +324,7 @@ def derive_event_ids(frame: pd.DataFrame, use_case: UseCase | None = None) -> pd
             "not derived (schema.event_id has no derive_from)"
         )
     typed = pd.DataFrame(
-        {col: frame[col].astype(contract.required[col]) for col in contract.derive_from},
+        {col: _typed(frame[col], contract.kinds[col]) for col in contract.derive_from},
         index=frame.index,
     )
     hashes = pd.util.hash_pandas_object(typed, index=False).to_numpy() >> np.uint64(1)
@@ -331,6 +332,15 @@ def derive_event_ids(frame: pd.DataFrame, use_case: UseCase | None = None) -> pd
         text = [f"{h:016x}" for h in hashes.tolist()]
         return pd.Series(text, index=frame.index, dtype="string", name=contract.event_id)
     return pd.Series(hashes.astype(np.int64), index=frame.index, name=contract.event_id)
+
+
+def _typed(s: pd.Series, kind: str) -> pd.Series:
+    """Valid raw values in their declared dtype, parsed the way validation parses them."""
+    if kind == "datetime":
+        return _datetimes(s)[0]
+    if kind == "string":
+        return _strings(s)[0]
+    return _numeric(s)[0].astype(DTYPES[kind])
 
 
 def _reasons(masks: dict[str, np.ndarray], rows: np.ndarray) -> np.ndarray:

@@ -204,6 +204,14 @@ def test_derived_ids_are_stable_whatever_the_input_looks_like(parcels, good):
     again = validate_events(from_csv, DAY, parcels)[0]
     assert dict(zip(again["row"], again[ID], strict=True)) == ids
     pd.testing.assert_series_equal(derive_event_ids(valid, parcels), valid[ID])
+    request = pd.DataFrame(
+        {
+            TIME: [valid[TIME][0].tz_localize("UTC").tz_convert("Asia/Tokyo").isoformat()],
+            DEPOT: [valid[DEPOT][0]],
+            COURIER: [valid[COURIER][0]],
+        }
+    )  # a request's fields as JSON gives them: the same event, the same id
+    assert derive_event_ids(request, parcels).tolist() == [valid[ID][0]]
     moved = good.assign(**{TIME: good[TIME] + pd.Timedelta(seconds=1)})
     assert not set(validate_events(moved, DAY, parcels)[0][ID]) & set(ids.values())
 
