@@ -42,8 +42,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ml_platform.use_cases.derive import DUPLICATE, OUTSIDE_DAY, ColumnChecks, column_checks
-from ml_platform.use_cases.derive import rule_reason as _rule_reason
+from ml_platform.use_cases.derive import (
+    DUPLICATE,
+    OUTSIDE_DAY,
+    ColumnChecks,
+    column_checks,
+    rule_reason,
+)
 from ml_platform.use_cases.loader import PACKAGE_ROOT, UseCase, load_use_case
 from ml_platform.use_cases.spec import Rule
 
@@ -61,7 +66,6 @@ DTYPES = {
     "regression": "float64",
 }
 _MAX_EXACT_INT = 2**53  # ids parsed through float64 must stay exact
-_NUMERIC = frozenset({"int", "float", "binary", "regression"})
 _MAX_CONTRACTS = 64
 
 
@@ -90,9 +94,9 @@ class EventContract:
         self.derive_from: tuple[str, ...] = tuple(s.event_id.derive_from or ())
         self.event_time = s.event_time
         self.keep_extra_columns = s.keep_extra_columns
-        kinds = {**use_case.columns, label.column: label.task}
-        self.kinds = kinds
-        self.columns: dict[str, str] = {col: DTYPES[kind] for col, kind in kinds.items()}
+        #: column -> declared type, or the label's task
+        self.kinds: dict[str, str] = {**use_case.columns, label.column: label.task}
+        self.columns: dict[str, str] = {col: DTYPES[kind] for col, kind in self.kinds.items()}
         self.required = {
             col: dtype
             for col, dtype in self.columns.items()
@@ -114,11 +118,11 @@ class EventContract:
                     error=f"{t} outside partition day {day}",
                 )
             )
-        column_checks_ = {k.column: _pandera_checks(pa, k) for k in self.checks}
+        by_column = {k.column: _pandera_checks(pa, k) for k in self.checks}
         columns = {
             col: pa.Column(
                 dtype,
-                column_checks_.get(col) or None,
+                by_column.get(col) or None,
                 nullable=False,
                 unique=col == self.event_id,
             )
@@ -288,7 +292,7 @@ def _column_masks(
             ok = ok & integral
     masks = {f"{checks.column}: {name}": found[name] for name in checks.implied}
     for rule in checks.rules:  # one reason text is one rule: a repeated rule adds nothing
-        masks[f"{checks.column}: {_rule_reason(rule)}"] = ok & _breaks(rule, checks.kind, values, v)
+        masks[f"{checks.column}: {rule_reason(rule)}"] = ok & _breaks(rule, checks.kind, values, v)
     return masks, values
 
 
