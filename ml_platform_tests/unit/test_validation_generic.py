@@ -376,6 +376,20 @@ def test_the_fraud_contract_is_the_fraud_declaration():
     assert tuple(schema.request) == contract.REQUEST_COLUMNS
 
 
+def test_a_binary_label_is_zero_or_one_in_the_schema():
+    """The flagship's label is binary: the schema derived for it refuses any other value."""
+    import pandera.errors
+
+    from ml_platform.data.simulator import generate_day
+
+    day = generate_day(date(2025, 4, 2), seed=2, n_customers=50, n_terminals=100).head(20)
+    schema = event_schema("2025-04-02")
+    schema.validate(day)
+    label = contract.TX_FRAUD
+    with pytest.raises(pandera.errors.SchemaError, match="isin"):
+        schema.validate(day.assign(**{label: day[label].where(day.index != 0, 2)}))
+
+
 kinds_strategy = st.lists(
     st.sampled_from(["ok", "ok", "ok", "dup", *CORRUPTIONS]), min_size=N, max_size=N
 )
