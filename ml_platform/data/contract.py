@@ -1,6 +1,9 @@
 """The raw transaction data contract (DESIGN.md, "Raw data contract").
 
-The single place that names the columns; schemas, the simulator and the sources import it.
+Fraud's columns as constants for the modules that import them (the simulator, the sources,
+the fraud-specific engines). They are the fraud declaration (``use_cases/fraud/use_case.yaml``)
+spelled out, which a test checks; validation reads the declaration itself. Kept literal so
+that importing them stays free of YAML parsing and of the use-case loader.
 """
 
 from __future__ import annotations

@@ -1,56 +1,186 @@
-"""Validation of raw transactions against the contract, with a quarantine for bad rows.
+"""Validation of a use case's raw events against its declared schema, with a quarantine.
 
 Why this shape: one bad row must never sink a day of good ones, and every rejected row must
-say which rule it broke. ``validate_transactions`` therefore parses each contract column
-leniently (vectorised, strings in numeric columns become "unparseable", not an exception),
-evaluates named rules as boolean masks, sends failing rows to the quarantine with every
-failed rule in ``reason`` ("; "-joined), and normalises the rest to the contract dtypes.
-The good rows are then checked once more against the pandera schema built from the
-contract (``transaction_schema``), so a bug in the masks cannot let a bad row through.
+say which rule it broke. ``validate_events`` therefore parses each declared column leniently
+(vectorised, strings in numeric columns become "unparseable", not an exception), evaluates
+named rules as boolean masks, sends failing rows to the quarantine with every failed rule in
+``reason`` ("; "-joined), and normalises the rest to the declared dtypes. The good rows are
+then checked once more against the pandera schema built from the same declaration
+(``event_schema``), so a bug in the masks cannot let a bad row through.
 
-Rules (the ``reason`` strings, ``<column>: <rule>``):
+Nothing here is written for one use case: the required columns, their dtypes, the rules and
+their reason strings come from the use case's event schema and label
+(``use_cases.derive.column_checks``), derived once per use case and cached, since validation
+runs per partition. Without ``use_case`` the platform's flagship (fraud) is meant.
+
+Rules (the ``reason`` strings, ``<column>: <rule>``, in the order of ``column_checks``):
 
 * ``<col>: null`` - a required value is missing;
 * ``<col>: unparseable`` - not a number / not an ISO-8601 timestamp;
-* ``<id col>: not an integer`` - fractional or non-finite id;
-* ``<id col>: negative``;
-* ``tx_amount: not finite`` (inf) and ``tx_amount: negative``;
-* ``tx_fraud: not 0/1``;
-* ``tx_datetime: outside partition day`` - not in ``[day 00:00, day + 1 00:00)``;
-* ``transaction_id: duplicate`` - among rows that pass every other rule, the first
-  occurrence in input order is kept and later copies are quarantined (so a bad first copy
-  does not cost the good one).
+* ``<int col>: not an integer`` - fractional, non-finite or beyond 2**53 when read as float;
+* the declared rules: ``negative``, ``not finite``, ``below <min>``, ``above <max>``,
+  ``outside [<min>, <max>]``, ``not one of <values>``;
+* the label: ``not 0/1`` (binary; text counts too), ``unparseable`` / ``not finite``
+  (regression);
+* ``<event time>: outside partition day`` - not in ``[day 00:00, day + 1 00:00)``;
+* ``<event id>: duplicate`` - among rows that pass every other rule, the first occurrence
+  in input order is kept and later copies are quarantined (so a bad first copy does not
+  cost the good one). A derived event id (``derive_from``) is a stable hash of its columns
+  (``derive_event_ids``), so a repeated event is a duplicate there too.
 
 Time zones: tz-aware timestamps are converted to UTC and made naive. A missing required
-column is not a row problem: it raises ``ValueError`` naming the column.
+column is not a row problem: it raises ``MissingColumnError`` naming the column.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, datetime
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from ml_platform.data import contract as c
+from ml_platform.use_cases.derive import (
+    DUPLICATE,
+    OUTSIDE_DAY,
+    ColumnChecks,
+    column_checks,
+    rule_reason,
+)
+from ml_platform.use_cases.loader import PACKAGE_ROOT, UseCase, load_use_case
+from ml_platform.use_cases.spec import Rule
 
 REASON = "reason"
 PARTITION_DATE = "partition_date"
-ID_COLUMNS = (c.TRANSACTION_ID, c.CUSTOMER_ID, c.TERMINAL_ID)
+#: The use case meant when none is given: the platform's flagship.
+DEFAULT_USE_CASE = "fraud"
+#: The pandas dtype each declared type (or label task) is stored as in the lake.
+DTYPES = {
+    "int": "int64",
+    "float": "float64",
+    "string": "string",
+    "datetime": "datetime64[ns]",
+    "binary": "int8",
+    "regression": "float64",
+}
 _MAX_EXACT_INT = 2**53  # ids parsed through float64 must stay exact
+_MAX_CONTRACTS = 64
 
 
 class MissingColumnError(ValueError):
-    """A required contract column is absent: the whole partition is unusable."""
+    """A required column of the schema is absent: the whole partition is unusable."""
 
 
-def check_columns(df: pd.DataFrame) -> None:
-    missing = [col for col in c.RAW_COLUMNS if col not in df.columns]
+@lru_cache(maxsize=1)
+def default_use_case() -> UseCase:
+    """The package's flagship use case, loaded once (its folder only: no discovery)."""
+    return load_use_case(PACKAGE_ROOT / DEFAULT_USE_CASE)
+
+
+class EventContract:
+    """What validation needs of one use case, derived once from its declaration.
+
+    ``required``: the columns a raw partition must carry -> dtype (declaration order, label
+    last); ``columns``: the declared columns of a valid row -> dtype (with a derived id).
+    """
+
+    def __init__(self, use_case: UseCase) -> None:
+        s, label = use_case.spec.event_schema, use_case.spec.label
+        self.use_case = use_case
+        self.checks: tuple[ColumnChecks, ...] = tuple(column_checks(use_case))
+        self.event_id = s.event_id.column
+        self.derive_from: tuple[str, ...] = tuple(s.event_id.derive_from or ())
+        self.event_time = s.event_time
+        self.keep_extra_columns = s.keep_extra_columns
+        #: column -> declared type, or the label's task
+        self.kinds: dict[str, str] = {**use_case.columns, label.column: label.task}
+        self.columns: dict[str, str] = {col: DTYPES[kind] for col, kind in self.kinds.items()}
+        self.required = {
+            col: dtype
+            for col, dtype in self.columns.items()
+            if not (self.derive_from and col == self.event_id)
+        }
+        self.schema: Callable[[str | None], Any] = lru_cache(maxsize=512)(self._schema)
+
+    def _schema(self, day: str | None):
+        import pandera.pandas as pa
+
+        checks = []
+        if day is not None:
+            lo, hi = _day_bounds(day)
+            t = self.event_time
+            checks.append(
+                pa.Check(
+                    lambda d: (d[t] >= lo) & (d[t] < hi),
+                    name=f"{t} inside partition day",
+                    error=f"{t} outside partition day {day}",
+                )
+            )
+        by_column = {k.column: _pandera_checks(pa, k) for k in self.checks}
+        columns = {
+            col: pa.Column(
+                dtype,
+                by_column.get(col) or None,
+                nullable=False,
+                unique=col == self.event_id,
+            )
+            for col, dtype in self.columns.items()
+        }
+        return pa.DataFrameSchema(
+            columns,
+            checks=checks,
+            strict=False,
+            ordered=False,
+            name=self.use_case.qualified("valid_events"),
+        )
+
+
+_CONTRACTS: dict[int, EventContract] = {}
+
+
+def event_contract(use_case: UseCase | None = None) -> EventContract:
+    """The cached contract of ``use_case`` (default: the flagship); derived on first use."""
+    uc = use_case or default_use_case()
+    found = _CONTRACTS.get(id(uc))
+    if found is None or found.use_case is not uc:
+        if len(_CONTRACTS) >= _MAX_CONTRACTS:
+            _CONTRACTS.pop(next(iter(_CONTRACTS)))
+        found = _CONTRACTS[id(uc)] = EventContract(uc)
+    return found
+
+
+def _pandera_checks(pa: Any, checks: ColumnChecks) -> list[Any]:
+    """The pandera checks equal to a column's value rules (nulls and dtypes are the column's)."""
+    out = []
+    if checks.kind == "binary":
+        out.append(pa.Check.isin([0, 1]))
+    if checks.kind == "regression":
+        out.append(pa.Check(np.isfinite, name="finite"))
+    for rule in checks.rules:
+        if rule.check == "non_negative":
+            out.append(pa.Check.ge(0))
+        elif rule.check == "finite":
+            out.append(pa.Check(np.isfinite, name="finite"))
+        elif rule.check == "range":
+            if rule.min is not None:
+                out.append(pa.Check.ge(rule.min))
+            if rule.max is not None:
+                out.append(pa.Check.le(rule.max))
+        else:
+            out.append(pa.Check.isin(_allowed(rule, checks.kind)))
+    return out
+
+
+def check_columns(df: pd.DataFrame, use_case: UseCase | None = None) -> None:
+    """Raise ``MissingColumnError`` naming every required column ``df`` lacks."""
+    required = event_contract(use_case).required
+    missing = [col for col in required if col not in df.columns]
     if missing:
         raise MissingColumnError(
             f"missing required column(s) {', '.join(missing)}; "
-            f"the contract needs {', '.join(c.RAW_COLUMNS)} (got {', '.join(map(str, df.columns))})"
+            f"the contract needs {', '.join(required)} (got {', '.join(map(str, df.columns))})"
         )
 
 
@@ -78,6 +208,16 @@ def _datetimes(s: pd.Series) -> tuple[pd.Series, np.ndarray, np.ndarray]:
     return values, null, bad
 
 
+def _strings(s: pd.Series) -> tuple[pd.Series, np.ndarray]:
+    """(text values, null mask); whole floats (ints read with a gap) lose their ``.0``."""
+    null = s.isna().to_numpy()
+    if pd.api.types.is_float_dtype(s.dtype):
+        v = s.to_numpy(dtype=np.float64, na_value=np.nan)[~null]
+        if np.isfinite(v).all() and (np.floor(v) == v).all() and (np.abs(v) < _MAX_EXACT_INT).all():
+            s = s.astype("Int64")
+    return s.astype("string"), null
+
+
 def _day_bounds(day: date | str) -> tuple[pd.Timestamp, pd.Timestamp]:
     d = date.fromisoformat(day) if isinstance(day, str) else day
     if isinstance(d, datetime):
@@ -86,53 +226,125 @@ def _day_bounds(day: date | str) -> tuple[pd.Timestamp, pd.Timestamp]:
     return start, start + pd.Timedelta(days=1)
 
 
-def rule_masks(df: pd.DataFrame, day: date | str) -> tuple[dict[str, np.ndarray], pd.DataFrame]:
-    """Failure mask per rule name, and the contract columns parsed (invalid cells are NaN).
+def _allowed(rule: Rule, kind: str) -> list[Any]:
+    """A ``one_of`` rule's values in the column's parsed type."""
+    values = rule.values or []
+    if kind == "string":
+        return [str(v) for v in values]
+    if kind == "datetime":
+        return [pd.Timestamp(v) for v in values]
+    return [float(v) for v in values]
+
+
+def _breaks(rule: Rule, kind: str, values: pd.Series, v: np.ndarray | None) -> np.ndarray:
+    """Where a parsed value breaks a declared rule (only meaningful where it parsed)."""
+    if rule.check == "one_of":
+        allowed = _allowed(rule, kind)
+        if v is not None:
+            return ~np.isin(v, allowed)
+        return ~values.isin(allowed).to_numpy(dtype=bool, na_value=False)
+    assert v is not None  # the loader allows the other checks on numeric columns only
+    with np.errstate(invalid="ignore"):
+        if rule.check == "non_negative":
+            return v < 0
+        if rule.check == "finite":
+            return ~np.isfinite(v)
+        out = np.zeros(len(v), bool)
+        if rule.min is not None:
+            out |= v < rule.min
+        if rule.max is not None:
+            out |= v > rule.max
+        return out
+
+
+def _column_masks(
+    s: pd.Series, checks: ColumnChecks, bounds: tuple[pd.Timestamp, pd.Timestamp]
+) -> tuple[dict[str, np.ndarray], pd.Series]:
+    """Failure mask per check of one column (named as reported), and its parsed values."""
+    v = None
+    if checks.kind == "datetime":
+        values, null, bad = _datetimes(s)
+        ok = ~(null | bad)
+        found = {"null": null, "unparseable": bad}
+        if checks.event_time:
+            lo, hi = bounds
+            found[OUTSIDE_DAY] = ok & ~((values >= lo) & (values < hi)).to_numpy()
+    elif checks.kind == "string":
+        values, null = _strings(s)
+        ok = ~null
+        found = {"null": null}
+    else:
+        values, null, bad = _numeric(s)
+        v = values.to_numpy(dtype=np.float64, na_value=np.nan)
+        ok = ~(null | bad)
+        found = {"null": null, "unparseable": bad}
+        if checks.kind == "binary":
+            found["not 0/1"] = ~null & ~((v == 0) | (v == 1))
+        elif checks.kind == "regression":
+            found["not finite"] = ok & ~np.isfinite(v)
+        elif checks.kind == "int":
+            if pd.api.types.is_integer_dtype(values.dtype):  # exact already, any size
+                integral = ok
+            else:
+                with np.errstate(invalid="ignore"):
+                    integral = np.isfinite(v) & (np.floor(v) == v) & (np.abs(v) < _MAX_EXACT_INT)
+            found["not an integer"] = ok & ~integral
+            ok = ok & integral
+    masks = {f"{checks.column}: {name}": found[name] for name in checks.implied}
+    for rule in checks.rules:  # one reason text is one rule: a repeated rule adds nothing
+        masks[f"{checks.column}: {rule_reason(rule)}"] = ok & _breaks(rule, checks.kind, values, v)
+    return masks, values
+
+
+def rule_masks(
+    df: pd.DataFrame, day: date | str, use_case: UseCase | None = None
+) -> tuple[dict[str, np.ndarray], pd.DataFrame]:
+    """Failure mask per rule name, and the required columns parsed (invalid cells are NaN).
 
     Duplicates are not included: they depend on which rows survive the other rules.
     """
-    check_columns(df)
+    contract = event_contract(use_case)
+    check_columns(df, contract.use_case)
+    bounds = _day_bounds(day)
     masks: dict[str, np.ndarray] = {}
     parsed: dict[str, pd.Series] = {}
-    for col in ID_COLUMNS:
-        values, null, bad = _numeric(df[col])
-        masks[f"{col}: null"] = null
-        masks[f"{col}: unparseable"] = bad
-        v = values.to_numpy(dtype=np.float64, na_value=np.nan)
-        ok = ~(null | bad)
-        if pd.api.types.is_integer_dtype(values.dtype):  # exact already, any size
-            integral = ok
-        else:
-            with np.errstate(invalid="ignore"):
-                integral = np.isfinite(v) & (np.floor(v) == v) & (np.abs(v) < _MAX_EXACT_INT)
-        masks[f"{col}: not an integer"] = ok & ~integral
-        masks[f"{col}: negative"] = ok & integral & (v < 0)
-        parsed[col] = values
+    for checks in contract.checks:
+        found, parsed[checks.column] = _column_masks(df[checks.column], checks, bounds)
+        masks.update(found)
+    return masks, pd.DataFrame({col: parsed[col] for col in contract.required}, index=df.index)
 
-    values, null, bad = _numeric(df[c.TX_AMOUNT])
-    v = values.to_numpy(dtype=np.float64, na_value=np.nan)
-    ok = ~(null | bad)
-    masks[f"{c.TX_AMOUNT}: null"] = null
-    masks[f"{c.TX_AMOUNT}: unparseable"] = bad
-    masks[f"{c.TX_AMOUNT}: not finite"] = ok & ~np.isfinite(v)
-    masks[f"{c.TX_AMOUNT}: negative"] = ok & (v < 0)
-    parsed[c.TX_AMOUNT] = values
 
-    values, null, bad = _numeric(df[c.TX_FRAUD])
-    v = values.to_numpy(dtype=np.float64, na_value=np.nan)
-    masks[f"{c.TX_FRAUD}: null"] = null
-    masks[f"{c.TX_FRAUD}: not 0/1"] = ~null & ~((v == 0) | (v == 1))
-    parsed[c.TX_FRAUD] = values
+def derive_event_ids(frame: pd.DataFrame, use_case: UseCase | None = None) -> pd.Series:
+    """The ids of events whose schema derives its id: a stable hash of ``derive_from``.
 
-    ts, null, bad = _datetimes(df[c.TX_DATETIME])
-    lo, hi = _day_bounds(day)
-    masks[f"{c.TX_DATETIME}: null"] = null
-    masks[f"{c.TX_DATETIME}: unparseable"] = bad
-    masks[f"{c.TX_DATETIME}: outside partition day"] = (
-        ~(null | bad) & ~((ts >= lo) & (ts < hi)).to_numpy()
+    63 bits of pandas' row hash of those columns parsed as validation parses them (so the
+    same event gets the same id in every run, from a lake row as from a request with ISO or
+    tz-aware times); a string id is its 16-digit hex form. The values must be valid.
+    """
+    contract = event_contract(use_case)
+    if not contract.derive_from:
+        raise ValueError(
+            f"use case {contract.use_case.name!r}: {contract.event_id} is given by the data, "
+            "not derived (schema.event_id has no derive_from)"
+        )
+    typed = pd.DataFrame(
+        {col: _typed(frame[col], contract.kinds[col]) for col in contract.derive_from},
+        index=frame.index,
     )
-    parsed[c.TX_DATETIME] = ts
-    return masks, pd.DataFrame(parsed, index=df.index)
+    hashes = pd.util.hash_pandas_object(typed, index=False).to_numpy() >> np.uint64(1)
+    if contract.columns[contract.event_id] == DTYPES["string"]:
+        text = [f"{h:016x}" for h in hashes.tolist()]
+        return pd.Series(text, index=frame.index, dtype="string", name=contract.event_id)
+    return pd.Series(hashes.astype(np.int64), index=frame.index, name=contract.event_id)
+
+
+def _typed(s: pd.Series, kind: str) -> pd.Series:
+    """Valid raw values in their declared dtype, parsed the way validation parses them."""
+    if kind == "datetime":
+        return _datetimes(s)[0]
+    if kind == "string":
+        return _strings(s)[0]
+    return _numeric(s)[0].astype(DTYPES[kind])
 
 
 def _reasons(masks: dict[str, np.ndarray], rows: np.ndarray) -> np.ndarray:
@@ -145,55 +357,66 @@ def _reasons(masks: dict[str, np.ndarray], rows: np.ndarray) -> np.ndarray:
     return out
 
 
-def validate_transactions(df: pd.DataFrame, day: date | str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Split one day of raw rows into (valid rows in contract dtypes, quarantined rows).
+def validate_events(
+    df: pd.DataFrame, day: date | str, use_case: UseCase | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split one day of raw rows into (valid rows in the declared dtypes, quarantined rows).
 
-    ``valid + quarantined == input`` row for row. The valid frame has the contract columns
-    first (int64, datetime64[ns], float64, int8) then any extra columns; the quarantine has
-    the contract columns as text (the value received), extras as text, ``reason`` and
+    ``valid + quarantined == input`` row for row. The valid frame has the declared columns
+    first (a derived id in the event id's place; fraud: int64, datetime64[ns], float64,
+    int8) then any extra columns (when the schema keeps them); the quarantine has the
+    required columns as text (the value received), extras as text, ``reason`` and
     ``partition_date``. No wall-clock stamp: re-validating a day must give identical output
     (the Dagster run records when it happened).
     """
+    contract = event_contract(use_case)
     df = df.reset_index(drop=True)  # positional alignment even for odd input indexes
-    masks, parsed = rule_masks(df, day)
+    masks, parsed = rule_masks(df, day, contract.use_case)
     iso = _day_bounds(day)[0].date().isoformat()
     bad = np.zeros(len(df), bool)
     for mask in masks.values():
         bad |= mask
+    if contract.derive_from:  # only rows whose id columns passed can have an id
+        ids = derive_event_ids(parsed[~bad], contract.use_case)
+    else:
+        ids = parsed[contract.event_id][~bad]
+    repeated = ids.duplicated(keep="first").to_numpy()
     dup = np.zeros(len(df), bool)
-    ids = parsed[c.TRANSACTION_ID]
-    dup[~bad] = ids[~bad].duplicated(keep="first").to_numpy()
-    masks[f"{c.TRANSACTION_ID}: duplicate"] = dup
+    dup[~bad] = repeated
+    masks[f"{contract.event_id}: {DUPLICATE}"] = dup
     bad |= dup
 
     good = ~bad
-    extras = [col for col in df.columns if col not in c.RAW_COLUMNS]
-    valid = pd.DataFrame(
-        {col: parsed[col][good].astype(dtype) for col, dtype in c.RAW_COLUMNS.items()}
+    declared = {*contract.required, contract.event_id}
+    extras = (
+        [col for col in df.columns if col not in declared] if contract.keep_extra_columns else []
     )
+    kept = {col: parsed[col][good] for col in contract.required if col != contract.event_id}
+    kept[contract.event_id] = ids[~repeated]  # indexed by input row, like the others
+    valid = pd.DataFrame({col: kept[col].astype(dtype) for col, dtype in contract.columns.items()})
     for col in extras:
         valid[col] = df[col][good]
     valid = valid.reset_index(drop=True)
 
     rows = np.flatnonzero(bad)
-    quarantine = _quarantine_frame(df.iloc[rows], extras)
+    quarantine = _quarantine_frame(df.iloc[rows], [*contract.required, *extras])
     quarantine[REASON] = pd.array(_reasons(masks, rows), dtype="string")
     quarantine[PARTITION_DATE] = pd.array([iso] * len(rows), dtype="string")
 
-    transaction_schema(iso).validate(valid)
+    contract.schema(iso).validate(valid)
     return valid, quarantine
 
 
-def _quarantine_frame(rows: pd.DataFrame, extras: list[str]) -> pd.DataFrame:
+def _quarantine_frame(rows: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     """Bad rows as text, so any garbage can be stored with one fixed Parquet schema."""
     out = {}
-    for col in [*c.RAW_COLUMNS, *extras]:
+    for col in columns:
         s = rows[col]
         text = s.astype("string")
         if pd.api.types.is_datetime64_any_dtype(s.dtype):
             text = text.where(s.notna(), None)
         out[col] = text.reset_index(drop=True)
-    return pd.DataFrame(out, columns=[*c.RAW_COLUMNS, *extras]).astype("string")
+    return pd.DataFrame(out, columns=columns).astype("string")
 
 
 def reason_counts(quarantine: pd.DataFrame) -> dict[str, int]:
@@ -204,44 +427,15 @@ def reason_counts(quarantine: pd.DataFrame) -> dict[str, int]:
     return {str(k): int(v) for k, v in parts.value_counts().sort_index().items()}
 
 
-@lru_cache(maxsize=512)
-def transaction_schema(day: str | None = None):
-    """The pandera schema of valid raw transactions (contract dtypes and value rules).
+def event_schema(day: str | None = None, use_case: UseCase | None = None):
+    """The pandera schema of valid raw events (declared dtypes and value rules), cached.
 
-    With ``day`` (ISO date) it also checks that every timestamp falls inside that day.
+    With ``day`` (ISO date) it also checks that every event time falls inside that day.
     Extra columns are allowed. Imported lazily: pandera costs ~2 s to import.
     """
-    import pandera.pandas as pa
+    return event_contract(use_case).schema(day)
 
-    checks = []
-    if day is not None:
-        lo, hi = _day_bounds(day)
-        checks.append(
-            pa.Check(
-                lambda d: (d[c.TX_DATETIME] >= lo) & (d[c.TX_DATETIME] < hi),
-                name="tx_datetime inside partition day",
-                error=f"tx_datetime outside partition day {day}",
-            )
-        )
-    ids = {
-        col: pa.Column("int64", pa.Check.ge(0), nullable=False, unique=col == c.TRANSACTION_ID)
-        for col in ID_COLUMNS
-    }
-    return pa.DataFrameSchema(
-        {
-            c.TRANSACTION_ID: ids[c.TRANSACTION_ID],
-            c.TX_DATETIME: pa.Column("datetime64[ns]", nullable=False),
-            c.CUSTOMER_ID: ids[c.CUSTOMER_ID],
-            c.TERMINAL_ID: ids[c.TERMINAL_ID],
-            c.TX_AMOUNT: pa.Column(
-                "float64",
-                [pa.Check.ge(0), pa.Check(np.isfinite, name="finite")],
-                nullable=False,
-            ),
-            c.TX_FRAUD: pa.Column("int8", pa.Check.isin([0, 1]), nullable=False),
-        },
-        checks=checks,
-        strict=False,
-        ordered=False,
-        name="raw_transactions",
-    )
+
+#: The flagship's names for the same functions (its events are card transactions).
+validate_transactions = validate_events
+transaction_schema = event_schema

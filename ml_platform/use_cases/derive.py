@@ -1,12 +1,13 @@
 """What the platform derives from a declaration rather than writing it per use case.
 
-Here: the quarantine reasons validation gives (``<column>: <rule>``), an example request
+Here: the checks and quarantine reasons validation gives (``<column>: <rule>``), an example request
 (a real event of the use case's data, request fields only) and the catalogue row that
 ``ml-platform use-cases`` prints.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -16,6 +17,9 @@ from ml_platform.use_cases.loader import UseCase, resolve_settings
 from ml_platform.use_cases.spec import ResolvedSettings, Rule
 
 _RULE_REASONS = {"non_negative": "negative", "finite": "not finite"}
+#: The reason of an event time outside its partition day, and of a repeated event id.
+OUTSIDE_DAY = "outside partition day"
+DUPLICATE = "duplicate"
 #: The keys of each object ``ml-platform use-cases --json`` prints, in order.
 CATALOG_KEYS = (
     "name",
@@ -29,7 +33,8 @@ CATALOG_KEYS = (
 )
 
 
-def _rule_reason(rule: Rule) -> str:
+def rule_reason(rule: Rule) -> str:
+    """The reason text of a declared rule (``negative``, ``below 1``, ``not one of a, b``)."""
     if rule.check in _RULE_REASONS:
         return _RULE_REASONS[rule.check]
     if rule.check == "one_of":
@@ -41,36 +46,71 @@ def _rule_reason(rule: Rule) -> str:
     return f"outside [{rule.min:g}, {rule.max:g}]"
 
 
-def quarantine_reasons(use_case: UseCase) -> list[str]:
-    """Every reason a row of this use case can be quarantined for, in evaluation order.
+@dataclass(frozen=True)
+class ColumnChecks:
+    """The checks of one column in evaluation order: those its type implies, then its rules.
+
+    ``kind`` is the column's type (``int``, ``float``, ``string``, ``datetime``) or, for the
+    label, its task (``binary``, ``regression``); ``event_time`` marks the partition column.
+    """
+
+    column: str
+    kind: str
+    implied: tuple[str, ...]
+    rules: tuple[Rule, ...] = ()
+    event_time: bool = False
+
+    @property
+    def reasons(self) -> list[str]:
+        """``<column>: <rule>`` for every check, in order."""
+        texts = [*self.implied, *map(rule_reason, self.rules)]
+        return [f"{self.column}: {text}" for text in texts]
+
+
+_IMPLIED = {
+    "int": ("null", "unparseable", "not an integer"),
+    "float": ("null", "unparseable"),
+    "datetime": ("null", "unparseable"),
+    "string": ("null",),
+    "binary": ("null", "not 0/1"),
+    "regression": ("null", "unparseable", "not finite"),
+}
+
+
+def column_checks(use_case: UseCase) -> list[ColumnChecks]:
+    """Every column's checks, in the order validation evaluates and reports them.
 
     Types imply most of them (a missing value, an unparseable number or time, a fractional
-    id, a label outside 0/1, a time outside the partition day, a repeated event id); the
-    declared rules add the rest.
+    integer, a binary label outside 0/1, a non-finite regression label, a time outside the
+    partition day); the declared rules add the rest. A derived event id has none: it is
+    computed from columns checked themselves.
     """
     s, label = use_case.spec.event_schema, use_case.spec.label
     keys = [] if s.event_id.derive_from else [s.event_id.column]
-    order = [*keys, *s.entities, *s.values, *s.extras]
-    rules: dict[str, list[str]] = {}
+    rules: dict[str, list[Rule]] = {}
     for rule in s.rules:
-        rules.setdefault(rule.column, []).append(_rule_reason(rule))
-    out: list[str] = []
-    for col in order:
-        typ = use_case.columns[col]
-        implied = ["null"]
-        if typ in ("int", "float", "datetime"):
-            implied.append("unparseable")
-        if typ == "int":
-            implied.append("not an integer")
-        out += [f"{col}: {r}" for r in implied + rules.get(col, [])]
-    out.append(f"{label.column}: null")
+        rules.setdefault(rule.column, []).append(rule)
+    out = []
+    for col in [*keys, *s.entities, *s.values, *s.extras]:
+        kind = use_case.columns[col]
+        out.append(ColumnChecks(col, kind, _IMPLIED[kind], tuple(rules.get(col, ()))))
+    out.append(ColumnChecks(label.column, label.task, _IMPLIED[label.task]))
+    time_checks = (*_IMPLIED["datetime"], OUTSIDE_DAY)
     out.append(
-        f"{label.column}: not 0/1" if label.task == "binary" else f"{label.column}: unparseable"
+        ColumnChecks(
+            s.event_time, "datetime", time_checks, tuple(rules.get(s.event_time, ())), True
+        )
     )
-    out += [f"{s.event_time}: {r}" for r in ("null", "unparseable", "outside partition day")]
-    out += [f"{s.event_time}: {r}" for r in rules.get(s.event_time, [])]
-    out.append(f"{s.event_id.column}: duplicate")
     return out
+
+
+def quarantine_reasons(use_case: UseCase) -> list[str]:
+    """Every reason a row of this use case can be quarantined for, in evaluation order.
+
+    The column checks' reasons, then a repeated event id (judged among rows that pass them).
+    """
+    reasons = [r for checks in column_checks(use_case) for r in checks.reasons]
+    return [*reasons, f"{use_case.spec.event_schema.event_id.column}: {DUPLICATE}"]
 
 
 def first_day(use_case: UseCase, settings: ResolvedSettings) -> pd.DataFrame:

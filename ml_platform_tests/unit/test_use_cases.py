@@ -858,15 +858,20 @@ def test_use_cases_text_and_a_broken_folder(tmp_path: Path, capsys, settings_env
 
 
 def test_core_modules_name_no_column_of_a_use_case() -> None:
-    """Outside the use-case folders, ml_platform/use_cases/ and the feature definitions and
-    batch engine name no column of any of them."""
+    """Outside the use-case folders, ml_platform/use_cases/ and the generic core modules
+    (feature definitions, batch engine, validation) name no column of any of them."""
     columns: set[str] = set()
     for uc in load_use_cases([PACKAGE_ROOT]).values():
         columns |= {*uc.columns, uc.spec.label.column}
     assert {contract.TX_AMOUNT, contract.CUSTOMER_ID} <= columns
     pattern = re.compile(r"\b(" + "|".join(map(re.escape, sorted(columns))) + r")\b")
-    features = PACKAGE_ROOT.parent / "features"
-    core = [*sorted(PACKAGE_ROOT.glob("*.py")), features / "definitions.py", features / "batch.py"]
+    package = PACKAGE_ROOT.parent
+    core = [
+        *sorted(PACKAGE_ROOT.glob("*.py")),
+        package / "features" / "definitions.py",
+        package / "features" / "batch.py",
+        package / "data" / "validation.py",
+    ]
     assert {p.name for p in core} >= {"spec.py", "loader.py", "derive.py", "feature_port.py"}
     assert {contract.TRANSACTION_ID, contract.TX_DATETIME, contract.TX_FRAUD} <= columns
     hits = [
