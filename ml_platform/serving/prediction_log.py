@@ -135,13 +135,9 @@ def log_layout(use_case: UseCase) -> LogLayout:
     return LogLayout(request, event_id, tuple(use_case.feature_names), decision)
 
 
+@cache
 def served_layout() -> LogLayout:
     """The layout of the use case the API serves (the default of writer and reader)."""
-    return _served_layout()
-
-
-@cache
-def _served_layout() -> LogLayout:
     from ml_platform.serving.schemas import served_use_case
 
     return log_layout(served_use_case())

@@ -63,13 +63,9 @@ class RequestModel(BaseModel):
         return dict(self.__dict__)
 
 
+@cache
 def served_use_case() -> UseCase:
     """The use case this API serves, read from its one YAML file (cold start stays light)."""
-    return _load_served()
-
-
-@cache
-def _load_served() -> UseCase:
     return load_use_case(PACKAGE_ROOT / SERVED_USE_CASE)
 
 
@@ -90,9 +86,9 @@ def _bounds(typ: str, rules: list[Rule]) -> tuple[float | None, float | None]:
     low: float | None = INT64_MIN if typ == "int" else None
     high: float | None = INT64_MAX if typ == "int" else None
     for rule in rules:
-        lo, hi = (0, None) if rule.check == "non_negative" else (rule.min, rule.max)
         if rule.check not in ("non_negative", "range"):
             continue
+        lo, hi = (0, None) if rule.check == "non_negative" else (rule.min, rule.max)
         if lo is not None:
             lo = math.ceil(lo) if typ == "int" else lo
             low = lo if low is None else max(low, lo)

@@ -64,7 +64,8 @@ RETURNS: dict[str, Any] = {
         ],
         "rules": [
             {"column": "basket_value", "check": "non_negative"},
-            {"column": "items", "check": "range", "min": 1, "max": 50},
+            {"column": "items", "check": "range", "min": 0.5, "max": 50.5},  # int: 1..50
+            {"column": "basket_value", "check": "range", "max": 10_000},
             {"column": "channel", "check": "one_of", "values": ["web", "app"]},
         ],
     },
@@ -134,6 +135,7 @@ def test_generated_request_model_takes_what_the_declaration_says(returns) -> Non
         ({"shopper": 12}, "shopper", "string_type"),
         ({"order_id": 17}, "order_id", "string_type"),
         ({"basket_value": -0.5}, "basket_value", "greater_than_equal"),
+        ({"basket_value": 10_000.5}, "basket_value", "less_than_equal"),
         ({"basket_value": "3.5"}, "basket_value", "float_type"),
         ({"basket_value": True}, "basket_value", "float_type"),
         ({"basket_value": 1e400}, "basket_value", "finite_number"),
@@ -180,12 +182,14 @@ def test_generated_json_schema_carries_types_rules_and_roles(returns) -> None:
     }
     assert props["order_id"]["description"] == "Unique id, string."
     assert props["basket_value"] == {
-        "description": "Value, finite, >= 0.",
+        "description": "Value, finite, >= 0 and <= 10000.",
+        "maximum": 10_000,
         "minimum": 0,
         "title": "Basket Value",
         "type": "number",
     }
     assert (props["items"]["minimum"], props["items"]["maximum"]) == (1, 50)
+    assert all(type(props["items"][k]) is int for k in ("minimum", "maximum"))
     assert props["items"]["description"] == "Value, int64 >= 1 and <= 50."
     assert props["channel"]["enum"] == ["web", "app"]
     assert props["channel"]["description"] == "Extra column, string."
