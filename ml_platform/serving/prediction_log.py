@@ -4,7 +4,8 @@ Rows go to a SQLite table (WAL mode, so several BentoML workers can append while
 reads) at ``<data_dir>/serving/prediction_log.sqlite``. The request path only appends
 an entry to an in-memory deque; a daemon thread scores the shadow challenger (off the
 critical path), serialises the features and commits in small batches. Nothing ever
-updates or deletes rows.
+updates or deletes rows. The request columns are the use case's request fields, typed
+from its schema (:func:`log_layout`).
 
 Monitoring reads it with :func:`read_prediction_log` (one column per feature).
 """
@@ -18,9 +19,10 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cache, cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
 
     from ml_platform.serving.scoring import ScoringModel
     from ml_platform.settings import Settings
+    from ml_platform.use_cases.loader import UseCase
 
 log = logging.getLogger(__name__)
 
@@ -41,37 +44,103 @@ _TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%f"  # fixed width, so text order == time order
 #: Entries serialised between two GIL hand-backs (~4 x 25 µs: a request waits at most that).
 _CHUNK = 4
 
-_SCHEMA = f"""
+#: SQLite type of each declared column type (a datetime is ISO 8601 text).
+SQL_TYPES = {"int": "INTEGER", "float": "REAL", "string": "TEXT", "datetime": "TEXT"}
+_CONVERT: dict[str, Callable[[Any], Any]] = {
+    "int": int,
+    "float": float,
+    "string": str,
+    "datetime": lambda v: _iso(v),
+}
+
+
+@dataclass(frozen=True)
+class LogLayout:
+    """The table's columns for one use case: its request fields (typed from the schema)
+    between the request's identity and the answer; one feature column per feature on read."""
+
+    request: tuple[tuple[str, str], ...]  # (field, declared type), in request order
+    event_id: str | None  # indexed when the request carries it
+    features: tuple[str, ...]
+    decision: str  # the answer's yes/no field (score >= threshold)
+
+    @cached_property
+    def schema_sql(self) -> str:
+        request = "".join(
+            f"    {name:<15} {SQL_TYPES[typ]:<7} NOT NULL,\n" for name, typ in self.request
+        )
+        # the index keeps the name of the first layout: existing logs already have it
+        index = (
+            f"CREATE INDEX IF NOT EXISTS {TABLE}_tx ON {TABLE} ({self.event_id});\n"
+            if self.event_id
+            else ""
+        )
+        return f"""
 CREATE TABLE IF NOT EXISTS {TABLE} (
     id              INTEGER PRIMARY KEY AUTOINCREMENT,
     logged_at       TEXT    NOT NULL,   -- UTC, YYYY-MM-DDTHH:MM:SS.ffffff (sortable)
     request_id      TEXT    NOT NULL,   -- shared by a champion row and its shadow row
     role            TEXT    NOT NULL,   -- 'champion' (returned) or 'shadow' (never returned)
     endpoint        TEXT    NOT NULL,
-    transaction_id  INTEGER NOT NULL,
-    tx_datetime     TEXT    NOT NULL,
-    customer_id     INTEGER NOT NULL,
-    terminal_id     INTEGER NOT NULL,
-    tx_amount       REAL    NOT NULL,
-    features        TEXT    NOT NULL,   -- JSON object feature name -> value
+{request}    features        TEXT    NOT NULL,   -- JSON object feature name -> value
     feature_version TEXT,
     score           REAL    NOT NULL,
-    is_fraud        INTEGER NOT NULL,
+    {self.decision:<15} INTEGER NOT NULL,   -- score >= threshold
     threshold       REAL    NOT NULL,
     model_name      TEXT    NOT NULL,
     model_version   TEXT    NOT NULL,
     latency_ms      REAL    NOT NULL    -- champion: whole request; shadow: its own scoring
 );
 CREATE INDEX IF NOT EXISTS {TABLE}_logged_at ON {TABLE} (logged_at);
-CREATE INDEX IF NOT EXISTS {TABLE}_tx ON {TABLE} (transaction_id);
-"""
+{index}"""
 
-_INSERT = f"""
-INSERT INTO {TABLE} (logged_at, request_id, role, endpoint, transaction_id, tx_datetime,
-    customer_id, terminal_id, tx_amount, features, feature_version, score, is_fraud,
-    threshold, model_name, model_version, latency_ms)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-"""
+    @cached_property
+    def insert_sql(self) -> str:
+        columns = [
+            "logged_at",
+            "request_id",
+            "role",
+            "endpoint",
+            *(name for name, _ in self.request),
+            "features",
+            "feature_version",
+            "score",
+            self.decision,
+            "threshold",
+            "model_name",
+            "model_version",
+            "latency_ms",
+        ]
+        marks = ", ".join("?" * len(columns))
+        return f"INSERT INTO {TABLE} ({', '.join(columns)}) VALUES ({marks})"
+
+    @cached_property
+    def converters(self) -> tuple[tuple[str, Callable[[Any], Any]], ...]:
+        return tuple((name, _CONVERT[typ]) for name, typ in self.request)
+
+    @property
+    def datetime_columns(self) -> list[str]:
+        return [name for name, typ in self.request if typ == "datetime"]
+
+
+def log_layout(use_case: UseCase) -> LogLayout:
+    """The prediction log's layout derived from the use case's request fields; the decision
+    column is named like the API answer's."""
+    from ml_platform.serving.schemas import answer_fields
+
+    s = use_case.spec.event_schema
+    request = tuple((c, use_case.columns[c]) for c in s.request)
+    event_id = s.event_id.column if s.event_id.column in s.request else None
+    decision = answer_fields(use_case)[1]
+    return LogLayout(request, event_id, tuple(use_case.feature_names), decision)
+
+
+@cache
+def served_layout() -> LogLayout:
+    """The layout of the use case the API serves (the default of writer and reader)."""
+    from ml_platform.serving.schemas import served_use_case
+
+    return log_layout(served_use_case())
 
 
 def prediction_log_path(settings: Settings | None = None) -> Path:
@@ -81,13 +150,13 @@ def prediction_log_path(settings: Settings | None = None) -> Path:
     return s.data_dir / "serving" / "prediction_log.sqlite"
 
 
-def connect(path: Path) -> sqlite3.Connection:
+def connect(path: Path, layout: LogLayout | None = None) -> sqlite3.Connection:
     """Open (and create) the log database; WAL lets readers and writers overlap."""
     path.parent.mkdir(parents=True, exist_ok=True)
     con = sqlite3.connect(path, timeout=30, check_same_thread=False)
     con.execute("PRAGMA journal_mode=WAL")
     con.execute("PRAGMA synchronous=NORMAL")
-    con.executescript(_SCHEMA)
+    con.executescript((layout or served_layout()).schema_sql)
     return con
 
 
@@ -122,8 +191,10 @@ class PredictionLogWriter:
         flush_seconds: float = 0.05,
         max_queue: int = 100_000,
         max_batch: int = 2000,
+        layout: LogLayout | None = None,
     ) -> None:
         self.path = Path(path)
+        self.layout = layout or served_layout()
         self.feature_columns = list(feature_columns)
         self.flush_seconds = flush_seconds
         self.max_queue = max_queue
@@ -135,7 +206,8 @@ class PredictionLogWriter:
         self.written = 0
         self.dropped = 0
         self.shadow_errors = 0
-        connect(self.path).close()  # create the table now: readers never see a missing table
+        # create the table now: readers never see a missing table
+        connect(self.path, self.layout).close()
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
         self._thread.start()
 
@@ -182,7 +254,7 @@ class PredictionLogWriter:
 
     # --- the writer thread ----------------------------------------------------------------
     def _run(self) -> None:
-        con = connect(self.path)
+        con = connect(self.path, self.layout)
         try:
             while True:
                 stop = self._stopping
@@ -199,7 +271,7 @@ class PredictionLogWriter:
                 try:
                     rows = self._rows(batch)
                     with con:
-                        con.executemany(_INSERT, rows)
+                        con.executemany(self.layout.insert_sql, rows)
                     self.written += len(rows)
                 except Exception:  # a logging failure must never take the service down
                     log.exception("prediction log: failed to write %d entries", len(batch))
@@ -267,8 +339,8 @@ class PredictionLogWriter:
         values = np.asarray(x, dtype=np.float64).tolist()  # the same floats as map(float, x)
         return json.dumps(dict(zip(self.feature_columns, values, strict=True)))
 
-    @staticmethod
     def _row(
+        self,
         e: LogEntry,
         head: tuple[str, str | None],
         role: str,
@@ -277,16 +349,12 @@ class PredictionLogWriter:
         latency_ms: float,
         features_json: str,
     ) -> tuple:
-        tx = e.transaction
+        request = e.transaction
         return (
             *head,  # logged_at, request_id
             role,
             e.endpoint,
-            int(tx["transaction_id"]),
-            _iso(tx["tx_datetime"]),
-            int(tx["customer_id"]),
-            int(tx["terminal_id"]),
-            float(tx["tx_amount"]),
+            *[convert(request[name]) for name, convert in self.layout.converters],
             features_json,
             model.feature_version,
             float(score),
@@ -309,16 +377,19 @@ def read_prediction_log(
     until: datetime | str | None = None,
     role: str | None = None,
     expand_features: bool = True,
+    layout: LogLayout | None = None,
 ) -> pd.DataFrame:
     """The log as a DataFrame (read-only), optionally one column per feature.
 
-    With ``expand_features`` every FEATURE_COLUMNS name is a column (``tx_amount`` is the
-    request column, which the feature of that name equals).
+    ``layout``: the use case's (default: the served one's); its datetime request fields
+    are parsed. With ``expand_features`` every feature is a column (a feature named like
+    a request field, e.g. a ``value`` feature, is that request column, which it equals).
     ``since``/``until`` filter on ``logged_at`` (UTC, ``until`` exclusive); ``role`` is
     ``'champion'`` or ``'shadow'``. An absent log reads as an empty frame.
     """
     import pandas as pd
 
+    layout = layout or served_layout()
     path = Path(path) if path is not None else prediction_log_path()
     if role not in (None, ROLE_CHAMPION, ROLE_SHADOW):
         raise ValueError(f"role: must be 'champion' or 'shadow', got {role!r}")
@@ -333,7 +404,7 @@ def read_prediction_log(
     sql = f"SELECT * FROM {TABLE}" + (f" WHERE {' AND '.join(where)}" if where else "")
     if not path.exists():
         con = sqlite3.connect(":memory:")
-        con.executescript(_SCHEMA)
+        con.executescript(layout.schema_sql)
     else:
         con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
     try:
@@ -341,17 +412,16 @@ def read_prediction_log(
     finally:
         con.close()
     df["logged_at"] = pd.to_datetime(df["logged_at"], format=_TS_FORMAT)
-    df["tx_datetime"] = pd.to_datetime(df["tx_datetime"], format="ISO8601")
-    df["is_fraud"] = df["is_fraud"].astype(bool)
+    for col in layout.datetime_columns:
+        df[col] = pd.to_datetime(df[col], format="ISO8601")
+    df[layout.decision] = df[layout.decision].astype(bool)
     if expand_features:
         if len(df):
             records = [json.loads(f) for f in df["features"]]
             feats = pd.DataFrame.from_records(records, index=df.index)
         else:
-            from ml_platform.features import FEATURE_COLUMNS
-
-            feats = pd.DataFrame({c: pd.Series(dtype="float64") for c in FEATURE_COLUMNS})
-        # a feature named like a request column (tx_amount) is that very value: keep one
+            feats = pd.DataFrame({c: pd.Series(dtype="float64") for c in layout.features})
+        # a feature named like a request column is that very value: keep one
         feats = feats.drop(columns=[c for c in feats.columns if c in df.columns])
         df = pd.concat([df.drop(columns="features"), feats], axis=1)
     return df
