@@ -13,8 +13,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ml_platform.features import FEATURE_COLUMNS, build_features
-from ml_platform.features.definitions import DAY_NS, FEATURES, NIGHT_LAST_HOUR
+from ml_platform.features import FEATURE_COLUMNS, build_features, feature_set
+from ml_platform.features.definitions import DAY_NS
+from ml_platform_tests.unit.test_features_generic import reference_features as generic_reference
 
 BASE = pd.Timestamp("2025-04-05 00:00:00")  # a Saturday
 AMOUNTS = [0.0, 0.01, 1.5, 19.99, 57.3, 220.01, 1234.56]
@@ -52,68 +53,8 @@ def histories(draw: st.DrawFn, max_rows: int = 45) -> pd.DataFrame:
 
 
 def reference_features(tx: pd.DataFrame, d: int) -> np.ndarray:
-    """Every feature of every row, straight from the definitions, one row at a time."""
-    t = tx["tx_datetime"].to_numpy().view(np.int64)
-    ids = tx["transaction_id"].to_numpy()
-    amount = tx["tx_amount"].to_numpy(float)
-    fraud = tx["tx_fraud"].to_numpy(float)
-    entity = {e: tx[e].to_numpy() for e in ("customer_id", "terminal_id")}
-    out = np.zeros((len(tx), len(FEATURES)))
-    for i in range(len(tx)):
-        ts = pd.Timestamp(t[i])
-        for j, f in enumerate(FEATURES):
-            if f.aggregate == "value":
-                out[i, j] = amount[i]
-                continue
-            if f.aggregate == "weekend":
-                out[i, j] = ts.dayofweek >= 5
-                continue
-            if f.aggregate == "night":
-                out[i, j] = ts.hour <= NIGHT_LAST_HOUR
-                continue
-            same = entity[f.entity] == entity[f.entity][i]
-            w = f.window_days * DAY_NS
-            if f.delayed:
-                hi = t[i] - d * DAY_NS
-                sel = same & (t > hi - w) & (t <= hi)
-            else:
-                upto = (t < t[i]) | ((t == t[i]) & (ids <= ids[i]))  # event order, self included
-                sel = same & upto & (t > t[i] - w)
-            n = int(sel.sum())
-            if f.aggregate == "count":
-                out[i, j] = n
-            elif f.aggregate == "mean_amount":
-                out[i, j] = amount[sel].mean() if n else 0.0
-            elif f.aggregate == "risk":
-                out[i, j] = fraud[sel].mean() if n else 0.0
-            elif f.aggregate == "fraud_count":
-                out[i, j] = fraud[sel].sum()
-            elif f.aggregate == "days_since_fraud":
-                known = t[sel & (fraud == 1)]
-                out[i, j] = (t[i] - known.max()) / DAY_NS if len(known) else d + f.window_days
-            elif f.aggregate in ("days_since_first_fraud", "fraud_share_since_first"):
-                frauds = np.flatnonzero(sel & (fraud == 1))
-                if not len(frauds):
-                    out[i, j] = d + f.window_days if "days" in f.aggregate else 0.0
-                    continue
-                first = min(frauds, key=lambda k: (t[k], ids[k]))  # oldest in event order
-                if f.aggregate == "days_since_first_fraud":
-                    out[i, j] = (t[i] - t[first]) / DAY_NS
-                else:
-                    since = sel & ((t > t[first]) | ((t == t[first]) & (ids >= ids[first])))
-                    out[i, j] = len(frauds) / since.sum()
-            elif f.aggregate == "fraud_mean_amount":
-                hit = sel & (fraud == 1)
-                out[i, j] = amount[hit].mean() if hit.any() else 0.0
-            elif f.aggregate == "amount_ratio":
-                m = amount[sel].mean() if n else 0.0
-                out[i, j] = amount[i] / m if m != 0 else 1.0
-            elif f.aggregate == "seconds_since_prev":
-                prev = t[sel & (ids != ids[i])]
-                out[i, j] = (t[i] - prev.max()) / 1e9 if len(prev) else f.window_days * 86400.0
-            else:
-                raise AssertionError(f.aggregate)
-    return out
+    """Every fraud feature of every row, straight from the definitions, one row at a time."""
+    return generic_reference(tx, feature_set("fraud"), d)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
