@@ -256,7 +256,8 @@ def test_request_path_does_not_wait_for_the_log_write(
     entries = [_entry(rows, x, i, champion) for i in range(len(rows))]
     path = tmp_path / "locked.sqlite"
     writer = PredictionLogWriter(path, FEATURE_COLUMNS, flush_seconds=0.01)
-    lock = sqlite3.connect(path, isolation_level=None, timeout=0)
+    # timeout: wait out the writer thread's own short start-up transaction on the file
+    lock = sqlite3.connect(path, isolation_level=None, timeout=10)
     lock.execute("BEGIN IMMEDIATE")  # holds the write lock: every insert must wait
     try:
         submit_seconds = []
