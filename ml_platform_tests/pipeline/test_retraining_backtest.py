@@ -35,23 +35,24 @@ SUMMARY_KEYS = {"mean_ap_after_drift", "mean_ap_before_drift", "retrainings", "p
 OUTPUTS = ("daily_ap.csv", "decisions.csv", "retraining_backtest.png")
 
 
-def _run(out: Path, seed: int = SEED) -> tuple[dict, list[str]]:
-    """The real command; returns the last printed line parsed as JSON, and every line."""
+def _run(out: Path, seed: int = SEED) -> tuple[dict, list[str], list[str]]:
+    """The real command; returns the last printed line parsed as JSON, every line of stdout
+    and every progress line (stderr)."""
     argv = [
         "backtest-retraining",
         *("--weeks", str(WEEKS), "--drift-after-days", str(DRIFT_AFTER)),
         *("--customers", str(CUSTOMERS), "--terminals", str(TERMINALS)),
         *("--seed", str(seed), "--drift-threshold", "0.9", "--out", str(out)),
     ]
-    printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):
+    printed, progress = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(progress):
         assert main(argv) == 0
     lines = printed.getvalue().strip().splitlines()
-    return json.loads(lines[-1]), lines
+    return json.loads(lines[-1]), lines, progress.getvalue().splitlines()
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory) -> dict[str, tuple[Path, dict, list[str]]]:
+def runs(tmp_path_factory) -> dict[str, tuple[Path, dict, list[str], list[str]]]:
     """The same seed twice and another seed once: each run's folder, JSON and printout."""
     from ml_platform.settings import get_settings
 
@@ -70,7 +71,7 @@ def runs(tmp_path_factory) -> dict[str, tuple[Path, dict, list[str]]]:
 
 
 def test_prints_the_documented_json_and_writes_the_files(runs):
-    folder, result, lines = runs["first"]
+    folder, result, lines, progress = runs["first"]
     assert set(result) == {"policies", "report"}
     assert set(result["policies"]) == set(POLICIES)
     for policy, row in result["policies"].items():
@@ -81,7 +82,7 @@ def test_prints_the_documented_json_and_writes_the_files(runs):
         assert (folder / name).stat().st_size > 0, name
     assert (folder / "retraining_backtest.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     header = f"{CUSTOMERS} customers, {TERMINALS} terminals, replay {CFG.replay_start}.."
-    assert any(header in line for line in lines)
+    assert any(header in line for line in progress)
 
     daily = pd.read_csv(folder / "daily_ap.csv", parse_dates=["day"])
     replay = pd.date_range(CFG.replay_start, CFG.last_day)
@@ -106,7 +107,7 @@ def test_same_seed_gives_identical_files_another_seed_does_not(runs):
 
 @pytest.mark.parametrize("run", ["first", "other"])
 def test_printed_retraining_counts_equal_the_decisions_file(runs, run):
-    folder, result, lines = runs[run]
+    folder, result, lines, _ = runs[run]
     decisions = pd.read_csv(folder / "decisions.csv", keep_default_na=False, dtype=str)
     assert set(decisions.columns) == {"day", "policy", "retrain", "trigger", "reason", "promoted"}
     assert "frozen" not in set(decisions["policy"])  # it never decides
