@@ -239,3 +239,20 @@ def test_entity_precision_reads_the_declared_entity_and_label(late: UseCase) -> 
     assert wider["origin_hits_at_2"] == pytest.approx((1 / 2 + 1 / 2) / 2)  # JFK 0 on day 1
     alerts = metrics.protocol_alerts(frame, score, k=1, use_case=late)
     assert alerts[["origin", "was_late"]].values.tolist() == [["EWR", 1], ["JFK", 1]]
+
+
+def test_the_point_in_time_proof_shifts_a_numeric_label(delays: UseCase) -> None:
+    rows = _flights(6, 8, linear=True).assign(
+        departs=pd.date_range("2025-04-01", periods=6, freq="D")
+    )
+
+    def honest(tx: pd.DataFrame, label_delay_days: int) -> pd.DataFrame:
+        return tx[["flight", "distance_km"]]
+
+    def own_label(tx: pd.DataFrame, label_delay_days: int) -> pd.DataFrame:
+        return tx[["flight"]].assign(own_delay=tx["delay"])
+
+    cutoff = pd.Timestamp("2025-04-04 12:00")
+    datasets.check_point_in_time(honest, rows, cutoff, 1, use_case=delays)
+    with pytest.raises(datasets.LeakageError, match="^features depend on labels not yet matured"):
+        datasets.check_point_in_time(own_label, rows, cutoff, 1, use_case=delays)
