@@ -1,9 +1,12 @@
 """Training data: time windows, matured labels, the label-delay gap and leakage guards.
 
-A fraud label is known only ``label_delay`` days after the transaction. At the end of day
-``as_of`` the newest labelled day is therefore ``as_of - label_delay``; training and
-validation use only those days, and a validation window is separated from the training
-window by ``label_delay`` days, exactly as a deployed model is separated from its test days.
+A label is known only ``label_delay`` days after the event. At the end of day ``as_of`` the
+newest labelled day is therefore ``as_of - label_delay``; training and validation use only
+those days, and a validation window is separated from the training window by
+``label_delay`` days, exactly as a deployed model is separated from its test days.
+
+Every column (event id, event time, entity keys, values, label) comes from the use case's
+declaration (:class:`Roles`); without one, the platform's flagship use case is meant.
 """
 
 from __future__ import annotations
@@ -18,19 +21,46 @@ import numpy as np
 import pandas as pd
 
 from ml_platform.data import lake
-from ml_platform.data.contract import (
-    CUSTOMER_ID,
-    TERMINAL_ID,
-    TRANSACTION_ID,
-    TX_AMOUNT,
-    TX_DATETIME,
-    TX_FRAUD,
-)
+from ml_platform.data.validation import DTYPES, default_use_case
+from ml_platform.use_cases.loader import UseCase
 
 FEATURES_TABLE = "transaction_features"
 TRANSACTIONS_TABLE = "validated_transactions"
-#: Transaction columns kept next to the features (ids for metrics, the label).
-LABEL_COLUMNS = [TRANSACTION_ID, TX_DATETIME, CUSTOMER_ID, TERMINAL_ID, TX_AMOUNT, TX_FRAUD]
+
+
+@dataclass(frozen=True)
+class Roles:
+    """The columns training reads, by role, as a use case declares them."""
+
+    event_id: str
+    event_time: str
+    entities: tuple[str, ...]
+    values: tuple[str, ...]
+    label: str
+    task: str
+
+    @classmethod
+    def of(cls, use_case: UseCase | None = None) -> Roles:
+        """The roles of ``use_case`` (default: the platform's flagship use case)."""
+        uc = use_case or default_use_case()
+        s = uc.spec.event_schema
+        return cls(
+            s.event_id.column,
+            s.event_time,
+            tuple(s.entities),
+            tuple(s.values),
+            uc.spec.label.column,
+            uc.spec.label.task,
+        )
+
+    @property
+    def label_columns(self) -> list[str]:
+        """Event columns kept next to the features (ids for metrics, the label)."""
+        return [self.event_id, self.event_time, *self.entities, *self.values, self.label]
+
+
+#: The flagship use case's columns kept next to the features.
+LABEL_COLUMNS = Roles.of().label_columns
 
 
 class LeakageError(AssertionError):
@@ -146,47 +176,61 @@ def matured_until(as_of: date, label_delay: int) -> date:
     return as_of - timedelta(days=label_delay)
 
 
-def assert_labels_matured(df: pd.DataFrame, as_of: date, label_delay: int) -> None:
+def assert_labels_matured(
+    df: pd.DataFrame, as_of: date, label_delay: int, *, use_case: UseCase | None = None
+) -> None:
     """Refuse training rows whose label was not yet known at ``as_of``."""
     if df.empty:
         return
-    newest = df[TX_DATETIME].max().normalize().date()
+    time = Roles.of(use_case).event_time
+    newest = df[time].max().normalize().date()
     limit = matured_until(as_of, label_delay)
     if newest > limit:
         raise LeakageError(
-            f"{TX_DATETIME}: training rows up to {newest}, but labels are only known up to "
+            f"{time}: training rows up to {newest}, but labels are only known up to "
             f"{limit} at {as_of} with a {label_delay}-day delay"
         )
 
 
-def join_labels(features: pd.DataFrame, transactions: pd.DataFrame) -> pd.DataFrame:
-    """Features + the transaction columns needed for labels and metrics, one row each."""
-    if TRANSACTION_ID not in features.columns:
-        raise ValueError(f"features.{TRANSACTION_ID}: column required")
-    missing = [c for c in LABEL_COLUMNS if c not in transactions.columns]
+def join_labels(
+    features: pd.DataFrame, transactions: pd.DataFrame, *, use_case: UseCase | None = None
+) -> pd.DataFrame:
+    """Features + the event columns needed for labels and metrics, one row each."""
+    r = Roles.of(use_case)
+    keep = r.label_columns
+    if r.event_id not in features.columns:
+        raise ValueError(f"features.{r.event_id}: column required")
+    missing = [c for c in keep if c not in transactions.columns]
     if missing:
         raise ValueError(f"transactions.{missing[0]}: column required")
-    tx = transactions[LABEL_COLUMNS]
-    feats = features.drop(columns=[c for c in LABEL_COLUMNS[1:] if c in features.columns])
-    out = tx.merge(feats, on=TRANSACTION_ID, how="inner", validate="one_to_one")
+    tx = transactions[keep]
+    feats = features.drop(columns=[c for c in keep[1:] if c in features.columns])
+    out = tx.merge(feats, on=r.event_id, how="inner", validate="one_to_one")
     if len(out) != len(features):
-        raise ValueError(
-            f"{TRANSACTION_ID}: {len(features) - len(out)} feature rows have no transaction"
-        )
-    out[TX_FRAUD] = out[TX_FRAUD].astype(np.int8)
-    return out.sort_values([TX_DATETIME, TRANSACTION_ID], kind="stable", ignore_index=True)
+        raise ValueError(f"{r.event_id}: {len(features) - len(out)} feature rows have no event")
+    out[r.label] = out[r.label].astype(DTYPES[r.task])
+    return out.sort_values([r.event_time, r.event_id], kind="stable", ignore_index=True)
 
 
-def load_labeled(lake_dir: Path, days: list[date]) -> pd.DataFrame:
+def load_labeled(
+    lake_dir: Path,
+    days: list[date],
+    *,
+    use_case: UseCase | None = None,
+    features_table: str = FEATURES_TABLE,
+    events_table: str = TRANSACTIONS_TABLE,
+) -> pd.DataFrame:
     """Features and labels for ``days`` from the lake (both tables must hold each day)."""
-    feats = lake.read_partitions(lake_dir, FEATURES_TABLE, days)
-    tx = lake.read_partitions(lake_dir, TRANSACTIONS_TABLE, days)
-    return join_labels(feats, tx)
+    feats = lake.read_partitions(lake_dir, features_table, days)
+    tx = lake.read_partitions(lake_dir, events_table, days)
+    return join_labels(feats, tx, use_case=use_case)
 
 
-def split(df: pd.DataFrame, windows: Windows) -> tuple[pd.DataFrame, pd.DataFrame]:
+def split(
+    df: pd.DataFrame, windows: Windows, *, use_case: UseCase | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Rows of the training window and of the validation window."""
-    day = df[TX_DATETIME].dt.normalize()
+    day = df[Roles.of(use_case).event_time].dt.normalize()
     train = df[
         (day >= pd.Timestamp(windows.train_start)) & (day <= pd.Timestamp(windows.train_end))
     ]
@@ -209,30 +253,34 @@ def check_point_in_time(
     transactions: pd.DataFrame,
     cutoff: pd.Timestamp,
     label_delay: int,
+    *,
+    use_case: UseCase | None = None,
 ) -> None:
     """Prove a feature builder uses neither the future nor immature labels.
 
     Two perturbations that must not change any feature of a transaction at or before
     ``cutoff``: deleting every later transaction, and flipping every label too recent to be
-    known (transactions from day ``cutoff - label_delay + 1`` on). Raises
-    :class:`LeakageError` naming the columns that moved.
+    known (events from day ``cutoff - label_delay + 1`` on; a binary label is flipped, a
+    numeric one shifted by one). Raises :class:`LeakageError` naming the columns that moved.
     """
+    r = Roles.of(use_case)
     cutoff = pd.Timestamp(cutoff)
-    tx = transactions.sort_values(TX_DATETIME, kind="stable", ignore_index=True)
-    base = build_features(tx, label_delay_days=label_delay).set_index(TRANSACTION_ID)
-    past = tx[TX_DATETIME] <= cutoff
-    ids = tx.loc[past, TRANSACTION_ID]
+    tx = transactions.sort_values(r.event_time, kind="stable", ignore_index=True)
+    base = build_features(tx, label_delay_days=label_delay).set_index(r.event_id)
+    past = tx[r.event_time] <= cutoff
+    ids = tx.loc[past, r.event_id]
 
     truncated = build_features(tx[past].reset_index(drop=True), label_delay_days=label_delay)
-    _compare(base, truncated.set_index(TRANSACTION_ID), ids, "future transactions")
+    _compare(base, truncated.set_index(r.event_id), ids, "future transactions")
 
-    recent = tx[TX_DATETIME].dt.normalize() >= cutoff.normalize() - pd.Timedelta(
+    recent = tx[r.event_time].dt.normalize() >= cutoff.normalize() - pd.Timedelta(
         days=label_delay - 1
     )
     flipped = tx.copy()
-    flipped.loc[recent, TX_FRAUD] = 1 - flipped.loc[recent, TX_FRAUD]
+    old = flipped.loc[recent, r.label]
+    flipped.loc[recent, r.label] = 1 - old if r.task == "binary" else old + 1.0
     relabeled = build_features(flipped, label_delay_days=label_delay)
-    _compare(base, relabeled.set_index(TRANSACTION_ID), ids, "labels not yet matured")
+    _compare(base, relabeled.set_index(r.event_id), ids, "labels not yet matured")
 
 
 def _compare(base: pd.DataFrame, other: pd.DataFrame, ids: pd.Series, what: str) -> None:

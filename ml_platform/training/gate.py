@@ -1,21 +1,23 @@
 """The promotion gate: challenger vs champion on the same most recent labelled window.
 
 Each model is scored on the same rows (not each on its own validation window), so the
-comparison is fair. The challenger becomes champion when its average precision beats the
-champion's by ``promotion_margin_ap``; the very first model is promoted when it is at least
-as good as the logistic-regression baseline of its own training run. A model below
-``gate_min_auc`` is never promoted. Every decision, promoted or not, is written to the
-challenger version's tags (``gate.*``) so "why not" is always on record.
+comparison is fair. The challenger becomes champion when its primary metric (fraud: average
+precision) beats the champion's by the promotion margin, in the metric's direction (for a
+"lower is better" metric such as MAE, by being lower); the very first model is promoted when
+it is at least as good as the linear baseline of its own training run. A model on the wrong
+side of the declared gate metric's bound (fraud: ROC AUC below 0.6) is never promoted.
+Every decision, promoted or not, is written to the challenger version's tags (``gate.*``)
+so "why not" is always on record.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-import numpy as np
 import pandas as pd
 
 from ml_platform.training import metrics
+from ml_platform.use_cases.loader import UseCase
 
 
 @dataclass
@@ -37,26 +39,43 @@ def decide(
     champion_metrics: dict[str, float] | None,
     *,
     margin_ap: float,
-    min_auc: float,
+    min_auc: float | None,
     baseline_ap: float | None = None,
+    use_case: UseCase | None = None,
 ) -> tuple[bool, str]:
-    """The rule itself, on metrics measured on one window (pure, for tests and the asset)."""
-    auc, ap = challenger_metrics["roc_auc"], challenger_metrics["average_precision"]
-    if not np.isfinite(auc) or auc < min_auc:
-        return False, f"challenger ROC AUC {auc:.4f} is below the floor {min_auc}"
+    """The rule itself, on metrics measured on one window (pure, for tests and the asset).
+
+    ``margin_ap``: the margin on the task's primary metric (fraud: average precision);
+    ``min_auc``: the bound of its gate metric (fraud: ROC AUC; a ceiling when lower is
+    better; None: no bound); ``baseline_ap``: the baseline's primary metric in training.
+    """
+    task = metrics.task_metrics(use_case)
+    pm, gm = task.primary, task.gate
+    value = challenger_metrics[pm.name]
+    if gm is not None and min_auc is not None:
+        g = challenger_metrics[gm.name]
+        if not gm.within(g, min_auc):
+            side = "below the floor" if gm.higher_is_better else "above the ceiling"
+            return False, f"challenger {gm.long} {g:.4f} is {side} {min_auc}"
     if champion_metrics is None:
-        if baseline_ap is not None and ap < baseline_ap - 1e-6:  # tags keep 6 decimals
-            return False, f"first model: AP {ap:.4f} does not beat the baseline's {baseline_ap:.4f}"
-        ref = f"baseline AP {baseline_ap:.4f}" if baseline_ap is not None else "no baseline"
-        return True, f"first model: AP {ap:.4f} >= {ref}, AUC {auc:.4f}"
-    gain = ap - champion_metrics["average_precision"]
+        # tags keep 6 decimals: a baseline within 1e-6 counts as matched
+        if baseline_ap is not None and pm.gain(value, baseline_ap) < -1e-6:
+            return False, (
+                f"first model: {pm.short} {value:.4f} does not beat the baseline's "
+                f"{baseline_ap:.4f}"
+            )
+        ref = f"baseline {pm.short} {baseline_ap:.4f}" if baseline_ap is not None else "no baseline"
+        extra = f", {gm.short} {challenger_metrics[gm.name]:.4f}" if gm else ""
+        return True, f"first model: {pm.short} {value:.4f} {pm.at_least} {ref}{extra}"
+    old = champion_metrics[pm.name]
+    gain = pm.gain(value, old)
     if gain > margin_ap:
         return True, (
-            f"challenger AP {ap:.4f} beats champion "
-            f"{champion_metrics['average_precision']:.4f} by {gain:.4f} > margin {margin_ap}"
+            f"challenger {pm.short} {value:.4f} beats champion "
+            f"{old:.4f} by {gain:.4f} > margin {margin_ap}"
         )
     return False, (
-        f"challenger AP {ap:.4f} vs champion {champion_metrics['average_precision']:.4f}: "
+        f"challenger {pm.short} {value:.4f} vs champion {old:.4f}: "
         f"gain {gain:.4f} <= margin {margin_ap}"
     )
 

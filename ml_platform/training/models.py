@@ -1,8 +1,12 @@
-"""The two candidate models: a scaled logistic-regression baseline and LightGBM.
+"""The candidate models of a task: a scaled linear baseline and LightGBM.
 
-"Start simple": the baseline is always trained, and LightGBM ships only when it beats the
-baseline's average precision by a margin on the time-based validation window. Both models
-score a 2-D numpy array in the training feature order (the serving path uses that directly).
+"Start simple": the linear baseline (logistic regression for a binary label, standard-scaled
+ridge regression for a numeric one) is always trained, and LightGBM ships only when it beats
+the baseline on the task's primary metric, in that metric's direction, by a margin on the
+time-based validation window. Both score a 2-D numpy array in the training feature order
+(the serving path uses that directly). The decision: a binary task alerts above the
+validation F1-optimal threshold; a regression task returns the value and a declared flag
+(value > above). The label and the metrics come from the use case (default: the flagship).
 """
 
 from __future__ import annotations
@@ -13,10 +17,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ml_platform.data.contract import TX_FRAUD
+from ml_platform.data.validation import default_use_case
 from ml_platform.training import metrics
+from ml_platform.training.datasets import Roles
+from ml_platform.use_cases.loader import UseCase
+from ml_platform.use_cases.spec import BASELINES
 
-BASELINE = "logistic_regression"
+BASELINE = BASELINES["binary"]
+REGRESSION_BASELINE = BASELINES["regression"]
 LIGHTGBM = "lightgbm"
 
 #: LightGBM defaults, chosen on validation windows only (benchmarks/quality.py).
@@ -34,7 +42,7 @@ LGBM_PARAMS: dict[str, Any] = {
     # sqrt class ratio (~10) cost 0.008 AP; early stopping uses average precision and the
     # alert threshold is the validation F1 optimum, both imbalance-aware.
     "scale_pos_weight": 3.0,
-    # 4095 bins, not 255: with 255 quantile bins the sparse tail of tx_amount falls into wide
+    # 4095 bins, not 255: with 255 quantile bins the sparse tail of the amount falls into wide
     # bins, so the exact "amount > 220" fraud rule of the data cannot be split on; on the 3
     # validation folds AP went 0.687 (255) -> 0.700 (1023) -> 0.709 (4095) -> 0.709 (16383).
     "max_bin": 4095,
@@ -43,9 +51,24 @@ LGBM_PARAMS: dict[str, Any] = {
     "deterministic": True,
     "force_col_wise": True,
 }
+#: What differs for a numeric label: its objective (l1 when the task minimises MAE, else
+#: l2) and no class weight.
+REGRESSION_OBJECTIVES = {"mean_absolute_error": "l1"}
+REGRESSION_OBJECTIVE = "l2"
+#: The LightGBM metric early stopping watches for each primary metric (R² orders models as
+#: l2 does on one window).
+EARLY_STOPPING_METRICS = {
+    "average_precision": "average_precision",
+    "roc_auc": "auc",
+    "log_loss": "binary_logloss",
+    "mean_absolute_error": "l1",
+    "root_mean_squared_error": "rmse",
+    "r2": "l2",
+}
 MAX_ROUNDS = 1000
 EARLY_STOPPING_ROUNDS = 50
 BASELINE_C = 1.0
+RIDGE_ALPHA = 1.0
 
 
 @dataclass
@@ -59,10 +82,13 @@ class TrainedModel:
     best_iteration: int | None = None
 
     def score(self, X: np.ndarray | pd.DataFrame) -> np.ndarray:
-        """Fraud probability for each row of a 2-D array in ``feature_columns`` order."""
+        """Positive-class probability (binary) or predicted value (regression) for each row
+        of a 2-D array in ``feature_columns`` order."""
         X = matrix(X, self.feature_columns)
         if self.kind == LIGHTGBM:
             return self.model.predict(X, num_iteration=self.best_iteration)
+        if self.kind == REGRESSION_BASELINE:
+            return self.model.predict(X)
         return self.model.predict_proba(X)[:, 1]
 
 
@@ -76,8 +102,16 @@ class CandidateSet:
     lightgbm_metrics: dict[str, float] | None
     chosen: TrainedModel
     reason: str
+    #: binary: the alert threshold learnt on validation; regression: the declared flag's
+    #: bound (the flag is value > threshold)
     threshold: float
     chosen_metrics: dict[str, float] = field(default_factory=dict)
+    #: regression: the name of the yes/no output the decision adds to the value
+    flag: str | None = None
+
+    def decide(self, score: np.ndarray) -> dict[str, np.ndarray]:
+        """The decision on scores of :attr:`chosen` (see :func:`decision`)."""
+        return decision(score, self.threshold, self.flag)
 
 
 def matrix(X: np.ndarray | pd.DataFrame, feature_columns: list[str]) -> np.ndarray:
@@ -95,29 +129,57 @@ def matrix(X: np.ndarray | pd.DataFrame, feature_columns: list[str]) -> np.ndarr
     return X
 
 
-def _labels(df: pd.DataFrame, name: str) -> np.ndarray:
-    if TX_FRAUD not in df.columns:
-        raise ValueError(f"{name}.{TX_FRAUD}: label column required")
-    y = df[TX_FRAUD].to_numpy()
+def _labels(df: pd.DataFrame, name: str, roles: Roles) -> np.ndarray:
+    label = roles.label
+    if label not in df.columns:
+        raise ValueError(f"{name}.{label}: label column required")
+    y = df[label].to_numpy()
     if len(y) == 0:
         raise ValueError(f"{name}: no rows")
+    if roles.task == "regression":
+        y = y.astype(np.float64)
+        if not np.isfinite(y).all():
+            raise ValueError(f"{name}.{label}: {int((~np.isfinite(y)).sum())} values not finite")
+        return y
     if y.min() == y.max():
-        raise ValueError(f"{name}.{TX_FRAUD}: needs both classes, got only {int(y[0])}")
+        raise ValueError(f"{name}.{label}: needs both classes, got only {int(y[0])}")
     return y.astype(np.int8)
 
 
 def fit_baseline(
-    train: pd.DataFrame, feature_columns: list[str], c: float = BASELINE_C
+    train: pd.DataFrame,
+    feature_columns: list[str],
+    c: float = BASELINE_C,
+    *,
+    use_case: UseCase | None = None,
 ) -> TrainedModel:
-    """Standard-scaled logistic regression (the model every candidate must beat)."""
-    from sklearn.linear_model import LogisticRegression
+    """The linear model every candidate must beat: standard-scaled logistic regression
+    (binary, inverse strength ``c``) or ridge regression (regression, ``RIDGE_ALPHA``)."""
+    from sklearn.linear_model import LogisticRegression, Ridge
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    y = _labels(train, "train")
+    roles = Roles.of(use_case)
+    y = _labels(train, "train", roles)
+    if roles.task == "regression":
+        pipe = make_pipeline(StandardScaler(), Ridge(alpha=RIDGE_ALPHA))
+        pipe.fit(matrix(train, feature_columns), y)
+        params = {"alpha": RIDGE_ALPHA}
+        return TrainedModel(REGRESSION_BASELINE, pipe, list(feature_columns), params)
     pipe = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=1000))
     pipe.fit(matrix(train, feature_columns), y)
     return TrainedModel(BASELINE, pipe, list(feature_columns), {"C": c, "max_iter": 1000})
+
+
+def lightgbm_params(use_case: UseCase | None = None) -> dict[str, Any]:
+    """LightGBM's parameters for the task: :data:`LGBM_PARAMS` for a binary label; for a
+    numeric one the l1 or l2 objective (by the primary metric) without the class weight."""
+    task = metrics.task_metrics(use_case)
+    if task.roles.task == "binary":
+        return dict(LGBM_PARAMS)
+    p = {k: v for k, v in LGBM_PARAMS.items() if k != "scale_pos_weight"}
+    p["objective"] = REGRESSION_OBJECTIVES.get(task.primary.name, REGRESSION_OBJECTIVE)
+    return p
 
 
 def fit_lightgbm(
@@ -128,21 +190,23 @@ def fit_lightgbm(
     params: dict[str, Any] | None = None,
     num_boost_round: int | None = None,
     threads: int = 2,
+    use_case: UseCase | None = None,
 ) -> TrainedModel:
-    """LightGBM with class imbalance handled (``scale_pos_weight``, AP early stopping).
+    """LightGBM for the task (binary: class imbalance handled by ``scale_pos_weight``).
 
-    With ``valid`` it stops early on validation average precision (time-based, never the
-    test days); without, it trains exactly ``num_boost_round`` rounds (a refit).
+    With ``valid`` it stops early on the task's primary metric on validation (time-based,
+    never the test days); without, it trains exactly ``num_boost_round`` rounds (a refit).
     """
     import lightgbm as lgb
 
-    y = _labels(train, "train")
-    p = {**LGBM_PARAMS, **(params or {}), "num_threads": threads}
+    task = metrics.task_metrics(use_case)
+    y = _labels(train, "train", task.roles)
+    p = {**lightgbm_params(use_case), **(params or {}), "num_threads": threads}
     dtrain = lgb.Dataset(matrix(train, feature_columns), y, free_raw_data=True)
     if valid is not None:
-        yv = _labels(valid, "valid")
+        yv = _labels(valid, "valid", task.roles)
         dvalid = lgb.Dataset(matrix(valid, feature_columns), yv, reference=dtrain)
-        p["metric"] = "average_precision"
+        p["metric"] = EARLY_STOPPING_METRICS[task.primary.name]
         booster = lgb.train(
             p,
             dtrain,
@@ -173,6 +237,15 @@ def best_f1_threshold(y_true: np.ndarray, score: np.ndarray) -> float:
     return float(thresholds[int(np.argmax(f1))])
 
 
+def decision(score: np.ndarray, threshold: float, flag: str | None = None) -> dict[str, np.ndarray]:
+    """What a prediction decides. Binary (no ``flag``): ``alert`` = score >= threshold.
+    Regression: the predicted ``value`` and ``<flag>`` = value > threshold."""
+    score = np.asarray(score, dtype=float)
+    if flag is None:
+        return {"alert": score >= threshold}
+    return {"value": score, flag: score > threshold}
+
+
 def train_candidates(
     train: pd.DataFrame,
     valid: pd.DataFrame,
@@ -181,19 +254,39 @@ def train_candidates(
     margin_ap: float = 0.005,
     threads: int = 2,
     lgb_params: dict[str, Any] | None = None,
+    use_case: UseCase | None = None,
 ) -> CandidateSet:
-    """Fit both models, measure them on ``valid``, and pick the one that ships."""
-    _labels(valid, "valid")
-    baseline = fit_baseline(train, feature_columns)
-    base_m = metrics.validation_metrics(valid, baseline.score(valid))
-    gbm = fit_lightgbm(train, feature_columns, valid, params=lgb_params, threads=threads)
-    gbm_m = metrics.validation_metrics(valid, gbm.score(valid))
-    gain = gbm_m["average_precision"] - base_m["average_precision"]
-    if gain > margin_ap:
-        chosen, chosen_m = gbm, gbm_m
-        reason = f"lightgbm AP beats the baseline by {gain:.4f} > margin {margin_ap}"
+    """Fit the task's candidates, measure them on ``valid``, and pick the one that ships.
+
+    ``margin_ap`` is the margin on the primary metric (average precision for fraud) by
+    which LightGBM must beat the baseline.
+    """
+    uc = use_case or default_use_case()
+    task = metrics.task_metrics(uc)
+    pm = task.primary
+    _labels(valid, "valid", task.roles)
+    baseline = fit_baseline(train, feature_columns, use_case=use_case)
+    base_m = metrics.evaluate(valid, baseline.score(valid), task)
+    chosen, chosen_m = baseline, base_m
+    gbm = gbm_m = None
+    reason = "the baseline is the only candidate"
+    if LIGHTGBM in uc.spec.task.candidates:
+        gbm = fit_lightgbm(
+            train, feature_columns, valid, params=lgb_params, threads=threads, use_case=use_case
+        )
+        gbm_m = metrics.evaluate(valid, gbm.score(valid), task)
+        gain = pm.gain(gbm_m[pm.name], base_m[pm.name])
+        if gain > margin_ap:
+            chosen, chosen_m = gbm, gbm_m
+            reason = f"lightgbm {pm.short} beats the baseline by {gain:.4f} > margin {margin_ap}"
+        else:
+            reason = (
+                f"lightgbm {pm.short} gain {gain:.4f} <= margin {margin_ap}: the baseline ships"
+            )
+    d = uc.spec.task.decision
+    if d.kind == "value_and_flag":
+        threshold, flag = float(d.above), d.flag
     else:
-        chosen, chosen_m = baseline, base_m
-        reason = f"lightgbm AP gain {gain:.4f} <= margin {margin_ap}: the baseline ships"
-    threshold = best_f1_threshold(valid[TX_FRAUD].to_numpy(), chosen.score(valid))
-    return CandidateSet(baseline, gbm, base_m, gbm_m, chosen, reason, threshold, chosen_m)
+        label = valid[task.roles.label].to_numpy()
+        threshold, flag = best_f1_threshold(label, chosen.score(valid)), None
+    return CandidateSet(baseline, gbm, base_m, gbm_m, chosen, reason, threshold, chosen_m, flag)
