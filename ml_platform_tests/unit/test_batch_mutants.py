@@ -1,0 +1,97 @@
+"""Batch engine input checks: every refusal names the column and the reason."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ml_platform.features import build_features
+
+
+def _tx() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "transaction_id": [1, 2],
+            "tx_datetime": pd.to_datetime(["2025-04-01", "2025-04-02"]),
+            "customer_id": [1, 1],
+            "terminal_id": [1, 1],
+            "tx_amount": [1.0, 2.0],
+            "tx_fraud": np.array([0, 1], dtype=np.int8),
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    "col", ["transaction_id", "customer_id", "terminal_id", "tx_amount", "tx_fraud"]
+)
+def test_a_null_in_any_input_column_is_refused_by_name(col: str) -> None:
+    tx = _tx().astype({col: "float64"})
+    tx.loc[1, col] = np.nan
+    with pytest.raises(ValueError) as err:
+        build_features(tx)
+    assert str(err.value) == f"{col}: contains nulls"
+
+
+def test_a_null_timestamp_is_refused() -> None:
+    tx = _tx()
+    tx.loc[1, "tx_datetime"] = pd.NaT
+    with pytest.raises(ValueError) as err:
+        build_features(tx)
+    assert str(err.value) == "tx_datetime: contains nulls"
+
+
+def test_missing_and_mistyped_columns_are_listed() -> None:
+    with pytest.raises(ValueError) as err:
+        build_features(_tx().drop(columns=["terminal_id", "tx_fraud"]))
+    assert str(err.value) == "transactions: missing column(s) ['terminal_id', 'tx_fraud']"
+    with pytest.raises(ValueError) as err:
+        build_features(_tx().assign(tx_datetime="2025-04-01"))
+    assert str(err.value) == "tx_datetime: must be a datetime column, got object"
+
+
+def test_fraud_labels_must_be_binary_and_amounts_finite() -> None:
+    for bad, message in [
+        (dict(tx_fraud=np.array([0, -1], dtype=np.int8)), "tx_fraud: must be 0 or 1"),
+        (dict(tx_amount=[1.0, -np.inf]), "tx_amount: must be finite"),
+    ]:
+        with pytest.raises(ValueError) as err:
+            build_features(_tx().assign(**bad))
+        assert str(err.value) == message
+    assert build_features(_tx().assign(tx_fraud=np.array([1, 1], dtype=np.int8))).shape[0] == 2
+
+
+def test_features_for_days_keep_the_keys_and_use_all_history() -> None:
+    from ml_platform.features import FEATURE_COLUMNS
+    from ml_platform.features.batch import build_features_for_days
+
+    tx = pd.DataFrame(
+        {
+            "transaction_id": [10, 11, 12, 13],
+            "tx_datetime": pd.to_datetime(
+                ["2025-04-01 10:00", "2025-04-02 09:00", "2025-04-02 23:59", "2025-04-03 00:00"]
+            ),
+            "customer_id": [1, 1, 2, 1],
+            "terminal_id": [5, 6, 5, 6],
+            "tx_amount": [10.0, 30.0, 7.0, 1.0],
+            "tx_fraud": np.array([0, 0, 0, 0], dtype=np.int8),
+        }
+    )
+    out = build_features_for_days(tx, ["2025-04-02"], label_delay_days=1)
+    assert list(out.columns) == [
+        "transaction_id",
+        "tx_datetime",
+        "customer_id",
+        "terminal_id",
+        *FEATURE_COLUMNS,
+    ]
+    assert out["transaction_id"].tolist() == [11, 12]
+    assert out["tx_datetime"].tolist() == list(tx["tx_datetime"].iloc[1:3])
+    assert out["customer_id"].tolist() == [1, 2] and out["terminal_id"].tolist() == [6, 5]
+    # the day before is history: customer 1's 7-day window holds both of its transactions
+    assert out["customer_id_nb_tx_7day_window"].tolist() == [2.0, 1.0]
+    assert out["customer_id_avg_amount_7day_window"].tolist() == [20.0, 7.0]
+    full = build_features(tx, label_delay_days=1).set_index("transaction_id")
+    pd.testing.assert_frame_equal(
+        out.set_index("transaction_id")[FEATURE_COLUMNS], full.loc[[11, 12], FEATURE_COLUMNS]
+    )
