@@ -13,7 +13,7 @@ DAGSTER_PORT ?= 3000
 CHROMIUM ?= /usr/bin/chromium
 
 .PHONY: setup demo test test-fast test-production test-ui dev serve lint bench clean \
-	install-browser screenshots
+	install-browser screenshots mutation
 
 setup:  ## install uv if missing, then the locked environment
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 \
@@ -52,6 +52,18 @@ dev: setup  ## Dagster UI + daemon (sensors and schedules live)
 
 serve: setup  ## the real-time API (ML_PLATFORM_SERVING_HOST/_PORT, default 127.0.0.1:3001)
 	$(UV) run bentoml serve ml_platform.serving.service:FraudDetector
+
+MUTATION_CHILDREN ?= 2
+mutation: setup  ## mutmut over the feature engines, metrics, gate, policy, validation (not in `make test`)
+	$(UV) run mutmut run --max-children $(MUTATION_CHILDREN)
+	@$(UV) run mutmut results --all true | awk -F': ' '\
+		{ m = $$1; sub(/^ +/, "", m); sub(/\.x.*$$/, "", m); n[m]++; total++; \
+		  if ($$2 == "killed" || $$2 == "timeout") { k[m]++; killed++ } \
+		  else if ($$2 == "survived") { s[m]++ } else { o[m]++ } } \
+		END { printf "%-40s %7s %7s %7s %7s %7s\n", "module", "killed", "surviv", "other", "total", "score"; \
+		  for (m in n) printf "%-40s %7d %7d %7d %7d %6.1f%%\n", m, k[m], s[m], o[m], n[m], 100 * k[m] / n[m]; \
+		  printf "%-40s %7d %7s %7s %7d %6.1f%%\n", "overall", killed, "", "", total, 100 * killed / total }'
+	@echo "survivors: uv run mutmut results; one diff: uv run mutmut show <name>; equivalents: docs/MUTATION.md"
 
 lint: setup
 	$(UV) run ruff check .

@@ -95,3 +95,31 @@ def test_features_for_days_keep_the_keys_and_use_all_history() -> None:
     pd.testing.assert_frame_equal(
         out.set_index("transaction_id")[FEATURE_COLUMNS], full.loc[[11, 12], FEATURE_COLUMNS]
     )
+
+
+def test_calendar_flags_and_gaps_at_the_last_nanosecond() -> None:
+    times = [  # 2025-04-04 is a Friday
+        "2025-04-04 23:59:59.999999999",
+        "2025-04-05 00:00:00",
+        "2025-04-06 23:59:59.999999999",
+        "2025-04-07 00:00:00",
+        "2025-04-07 06:59:59.999999999",
+        "2025-04-07 07:00:00",
+    ]
+    n = len(times)
+    tx = pd.DataFrame(
+        {
+            "transaction_id": np.arange(n),
+            "tx_datetime": pd.to_datetime(times, format="ISO8601"),
+            "customer_id": np.arange(n),
+            "terminal_id": np.zeros(n, dtype=np.int64),
+            "tx_amount": np.ones(n),
+            "tx_fraud": np.zeros(n, dtype=np.int8),
+        }
+    )
+    f = build_features(tx)
+    assert f["tx_during_weekend"].tolist() == [0.0, 1.0, 1.0, 0.0, 0.0, 0.0]
+    assert f["tx_during_night"].tolist() == [0.0, 1.0, 0.0, 1.0, 1.0, 0.0]
+    again = tx.assign(customer_id=0)  # one customer: gaps between consecutive transactions
+    gaps = build_features(again)["customer_id_seconds_since_prev_tx"].tolist()
+    assert gaps[4:] == [6 * 3600 + 59 * 60 + 59.999999999, 1e-9]
