@@ -123,3 +123,36 @@ def test_calendar_flags_and_gaps_at_the_last_nanosecond() -> None:
     again = tx.assign(customer_id=0)  # one customer: gaps between consecutive transactions
     gaps = build_features(again)["customer_id_seconds_since_prev_tx"].tolist()
     assert gaps[4:] == [6 * 3600 + 59 * 60 + 59.999999999, 1e-9]
+
+
+def test_positions_switch_to_int64_at_two_to_the_31_minus_one_rows() -> None:
+    from ml_platform.features.batch import _index_dtype
+
+    assert _index_dtype(0) is np.int32
+    assert _index_dtype(2**31 - 2) is np.int32
+    assert _index_dtype(2**31 - 1) is np.int64
+
+
+@pytest.mark.skipif(
+    np.finfo(np.longdouble).nmant < 63, reason="needs 80-bit extended precision (x86)"
+)
+def test_a_huge_earlier_amount_does_not_blur_later_window_means() -> None:
+    # the running sums restart per entity in extended precision: a 1e9 amount ten days
+    # earlier must not cost the 1-day mean of two cent amounts its last digits
+    tx = pd.DataFrame(
+        {
+            "transaction_id": [1, 2, 3],
+            "tx_datetime": pd.to_datetime(
+                ["2025-04-01 10:00", "2025-04-11 10:00", "2025-04-11 11:00"]
+            ),
+            "customer_id": [1, 1, 1],
+            "terminal_id": [1, 2, 3],
+            "tx_amount": [1e9, 0.01, 0.03],
+            "tx_fraud": np.zeros(3, dtype=np.int8),
+        }
+    )
+    f = build_features(tx).set_index("transaction_id")
+    assert f.loc[3, "customer_id_avg_amount_1day_window"] == pytest.approx(0.02, rel=1e-7)
+    assert f.loc[3, "customer_id_avg_amount_30day_window"] == pytest.approx(
+        (1e9 + 0.04) / 3, rel=1e-12
+    )
