@@ -54,8 +54,11 @@ serve: setup  ## the real-time API (ML_PLATFORM_SERVING_HOST/_PORT, default 127.
 	$(UV) run bentoml serve ml_platform.serving.service:FraudDetector
 
 MUTATION_CHILDREN ?= 2
+# Workers are forked from a process that already trained models: OpenMP/BLAS thread pools
+# do not survive fork(), so they are kept single-threaded (else the gate's workers hang).
 mutation: setup  ## mutmut over the feature engines, metrics, gate, policy, validation (not in `make test`)
-	$(UV) run mutmut run --max-children $(MUTATION_CHILDREN)
+	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 \
+		$(UV) run mutmut run --max-children $(MUTATION_CHILDREN)
 	@$(UV) run mutmut results --all true | awk -F': ' '\
 		{ m = $$1; sub(/^ +/, "", m); sub(/\.x.*$$/, "", m); n[m]++; total++; \
 		  if ($$2 == "killed" || $$2 == "timeout") { k[m]++; killed++ } \

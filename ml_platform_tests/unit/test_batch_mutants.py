@@ -156,3 +156,74 @@ def test_a_huge_earlier_amount_does_not_blur_later_window_means() -> None:
     assert f.loc[3, "customer_id_avg_amount_30day_window"] == pytest.approx(
         (1e9 + 0.04) / 3, rel=1e-12
     )
+
+
+def test_fraud_amount_mean_is_zero_wherever_no_fraud_is_known() -> None:
+    rng = np.random.default_rng(3)
+    n = 3000
+    tx = pd.DataFrame(
+        {
+            "transaction_id": np.arange(n),
+            "tx_datetime": pd.Timestamp("2025-04-01")
+            + pd.to_timedelta(np.sort(rng.integers(0, 60 * 86_400, n)), unit="s"),
+            "customer_id": rng.integers(0, 300, n),
+            "terminal_id": rng.integers(0, 40, n),
+            "tx_amount": rng.uniform(1, 500, n).round(2),
+            "tx_fraud": (rng.random(n) < 0.03).astype(np.int8),
+        }
+    )
+    f = build_features(tx)
+    for w in (7, 30):
+        none_known = f[f"terminal_id_nb_fraud_{w}day_window"] == 0
+        assert 0 < none_known.sum() < n
+        assert (f.loc[none_known, f"terminal_id_fraud_avg_amount_{w}day_window"] == 0.0).all()
+        assert (f.loc[~none_known, f"terminal_id_fraud_avg_amount_{w}day_window"] > 0.0).all()
+
+
+def test_other_input_dtypes_give_the_same_features() -> None:
+    tx = pd.DataFrame(
+        {
+            "transaction_id": [1, 2, 3],
+            "tx_datetime": pd.to_datetime(
+                ["2025-04-01 10:00", "2025-04-01 11:00", "2025-04-09 00:00"]
+            ),
+            "customer_id": [1, 1, 2],
+            "terminal_id": [4, 4, 4],
+            "tx_amount": [10.0, 20.0, 5.0],
+            "tx_fraud": np.array([1, 0, 0], dtype=np.int8),
+        }
+    )
+    expected = build_features(tx)
+    # microsecond timestamps (as Parquet files often carry), float ids, a 0/1 integer mask
+    other = tx.astype({"tx_datetime": "datetime64[us]", "transaction_id": "float64"})
+    got = build_features(other)
+    assert got["transaction_id"].dtype == np.int64
+    pd.testing.assert_frame_equal(got, expected)
+    masked = build_features(tx, rows=np.array([1, 0, 1]))
+    pd.testing.assert_frame_equal(
+        masked, expected.iloc[[0, 2]].reset_index(drop=True), check_index_type=False
+    )
+
+
+def test_an_unknown_aggregate_is_refused_by_name(monkeypatch) -> None:
+    from ml_platform.features import batch
+    from ml_platform.features import definitions as defs
+
+    bogus = defs.FeatureDef("customer_id_bogus_7day", "bogus", "customer_id", 7)  # type: ignore[arg-type]
+    monkeypatch.setattr(batch, "FEATURES", (*defs.FEATURES, bogus))
+    monkeypatch.setattr(batch, "FEATURE_COLUMNS", [*defs.FEATURE_COLUMNS, bogus.name])
+    with pytest.raises(ValueError) as err:
+        build_features(_tx())
+    assert str(err.value) == "feature 'customer_id_bogus_7day': unknown aggregate 'bogus'"
+
+
+def test_features_for_days_default_to_a_seven_day_delay() -> None:
+    from ml_platform.features.batch import build_features_for_days
+
+    tx = _tx().assign(tx_datetime=pd.to_datetime(["2025-04-01", "2025-04-08"]))
+    out = build_features_for_days(tx, ["2025-04-08"])
+    # the 04-01 transaction is exactly 7 days old: inside the delayed terminal window
+    assert out["terminal_id_nb_tx_7day_window"].tolist() == [1.0]
+    assert build_features_for_days(tx, ["2025-04-08"], 8)[
+        "terminal_id_nb_tx_7day_window"
+    ].tolist() == [0.0]
