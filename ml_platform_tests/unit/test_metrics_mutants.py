@@ -60,6 +60,8 @@ def test_default_k_is_100_and_scores_may_be_a_column_name() -> None:
     assert metrics.card_precision_at_k(df, "score") == pytest.approx(1 / 100)
     assert metrics.protocol_card_precision_at_k(df, "score") == (0.01, [0.01])
     assert len(metrics.protocol_alerts(df, "score", k=1)) == 1
+    many = _cards([("2025-01-01", c, c / 1000, 0) for c in range(101)])
+    assert len(metrics.protocol_alerts(many, "score")) == 100
 
 
 def test_an_explicit_day_column_overrides_the_timestamp() -> None:
@@ -181,7 +183,7 @@ def test_validation_metrics_on_a_hand_checked_window() -> None:
             ("2025-01-02", 3, 0.5, 0),
             ("2025-01-02", 4, 0.8, 1),
         ]
-    ).assign(day=["d1", "d1", "d1", "d1"])
+    ).assign(day=["d1", "d2", "d1", "d2"])
     out = metrics.validation_metrics(df, df["score"].to_numpy(), k=1)
     assert out == {
         "roc_auc": pytest.approx(0.75),
@@ -190,8 +192,7 @@ def test_validation_metrics_on_a_hand_checked_window() -> None:
         "n_transactions": 4.0,
         "n_frauds": 2.0,
     }
-    # with the caller's single day, only card 4 is in the top 1
-    assert metrics.validation_metrics(df, df["score"].to_numpy(), k=2, day_col="day")[
-        "card_precision_at_2"
-    ] == pytest.approx(1.0 / 2)
+    # the caller's days pair cards 1 and 3 (both legit), 2 and 4 (both fraud)
+    by_col = metrics.validation_metrics(df, df["score"].to_numpy(), k=1, day_col="day")
+    assert by_col["card_precision_at_1"] == 0.5
     assert "card_precision_at_100" in metrics.validation_metrics(df, df["score"].to_numpy())
