@@ -14,7 +14,7 @@ MLFLOW_PORT ?= 5000
 CHROMIUM ?= /usr/bin/chromium
 
 .PHONY: setup demo test test-fast test-production test-ui dev serve mlflow lint bench clean \
-	install-browser screenshots
+	install-browser screenshots mutation
 
 setup:  ## install uv if missing, then the locked environment
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 \
@@ -60,6 +60,21 @@ mlflow: setup  ## MLflow UI on the platform's tracking store (http://127.0.0.1:5
 	artifacts="$$($(UV) run ml-platform mlflow-uri --artifacts)" && \
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(UV) run mlflow ui --backend-store-uri "$$uri" \
 		--default-artifact-root "$$artifacts" --host 127.0.0.1 --port $(MLFLOW_PORT) --workers 1
+
+MUTATION_CHILDREN ?= 2
+# Workers are forked from a process that already trained models: OpenMP/BLAS thread pools
+# do not survive fork(), so they are kept single-threaded (else the gate's workers hang).
+mutation: setup  ## mutmut over the feature engines, metrics, gate, policy, validation (not in `make test`)
+	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 \
+		$(UV) run mutmut run --max-children $(MUTATION_CHILDREN)
+	@$(UV) run mutmut results --all true | awk -F': ' '\
+		{ m = $$1; sub(/^ +/, "", m); sub(/\.x.*$$/, "", m); n[m]++; total++; \
+		  if ($$2 == "killed" || $$2 == "timeout") { k[m]++; killed++ } \
+		  else if ($$2 == "survived") { s[m]++ } else { o[m]++ } } \
+		END { printf "%-40s %7s %7s %7s %7s %7s\n", "module", "killed", "surviv", "other", "total", "score"; \
+		  for (m in n) printf "%-40s %7d %7d %7d %7d %6.1f%%\n", m, k[m], s[m], o[m], n[m], 100 * k[m] / n[m]; \
+		  printf "%-40s %7d %7s %7s %7d %6.1f%%\n", "overall", killed, "", "", total, 100 * killed / total }'
+	@echo "survivors: uv run mutmut results; one diff: uv run mutmut show <name>; equivalents: docs/MUTATION.md"
 
 lint: setup
 	$(UV) run ruff check .

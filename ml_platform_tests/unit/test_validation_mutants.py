@@ -1,0 +1,134 @@
+"""Validation edges: the missing-column message, partition bounds, reason counts."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pandas as pd
+import pytest
+
+from ml_platform.data import contract as c
+from ml_platform.data.validation import (
+    PARTITION_DATE,
+    REASON,
+    MissingColumnError,
+    reason_counts,
+    validate_transactions,
+)
+
+
+def _raw(**over: object) -> pd.DataFrame:
+    row = {
+        c.TRANSACTION_ID: 1,
+        c.TX_DATETIME: "2025-04-02 00:00:00",
+        c.CUSTOMER_ID: 2,
+        c.TERMINAL_ID: 3,
+        c.TX_AMOUNT: 4.5,
+        c.TX_FRAUD: 0,
+    }
+    return pd.DataFrame([row | over])
+
+
+def test_missing_columns_message_lists_missing_needed_and_received() -> None:
+    df = _raw().drop(columns=[c.TERMINAL_ID, c.TX_FRAUD]).assign(extra=1)
+    with pytest.raises(MissingColumnError) as err:
+        validate_transactions(df, "2025-04-02")
+    needed = ", ".join(c.RAW_COLUMNS)
+    assert str(err.value) == (
+        f"missing required column(s) terminal_id, tx_fraud; the contract needs {needed} "
+        "(got transaction_id, tx_datetime, customer_id, tx_amount, extra)"
+    )
+
+
+def test_reason_counts_of_an_empty_quarantine() -> None:
+    _, quarantine = validate_transactions(_raw(), "2025-04-02")
+    assert quarantine.empty and reason_counts(quarantine) == {}
+
+
+def _valid_of(df: pd.DataFrame, day: object = "2025-04-02") -> pd.DataFrame:
+    valid, quarantine = validate_transactions(df, day)
+    assert quarantine.empty, quarantine[REASON].tolist()
+    return valid
+
+
+def _reasons_of(df: pd.DataFrame) -> list[str]:
+    _, quarantine = validate_transactions(df, "2025-04-02")
+    return quarantine[REASON].tolist()
+
+
+def test_zero_ids_and_amounts_below_one_are_valid() -> None:
+    valid = _valid_of(
+        _raw(**{c.TRANSACTION_ID: 0, c.CUSTOMER_ID: 0, c.TERMINAL_ID: 0, c.TX_AMOUNT: 0.0})
+    )
+    assert valid[[c.TRANSACTION_ID, c.CUSTOMER_ID, c.TERMINAL_ID]].iloc[0].tolist() == [0, 0, 0]
+    assert _valid_of(_raw(**{c.TX_AMOUNT: 0.5}))[c.TX_AMOUNT].iloc[0] == 0.5
+
+
+def test_ids_parsed_through_floats_must_stay_exact() -> None:
+    limit = float(2**53)
+    assert _reasons_of(_raw(**{c.CUSTOMER_ID: limit})) == ["customer_id: not an integer"]
+    assert _valid_of(_raw(**{c.CUSTOMER_ID: limit - 1}))[c.CUSTOMER_ID].iloc[0] == 2**53 - 1
+    # integer columns are exact at any size
+    big = _raw().astype({c.TRANSACTION_ID: "int64"})
+    big[c.TRANSACTION_ID] = 2**62 + 1
+    assert _valid_of(big)[c.TRANSACTION_ID].iloc[0] == 2**62 + 1
+
+
+def test_nullable_and_boolean_columns_are_read() -> None:
+    df = pd.concat([_raw(), _raw(**{c.TRANSACTION_ID: 2})], ignore_index=True)
+    df[c.CUSTOMER_ID] = pd.array([2, None], dtype="Int64")
+    df[c.TX_AMOUNT] = pd.array([None, 3.0], dtype="Float64")
+    df[c.TX_FRAUD] = pd.array([1, None], dtype="Int8")
+    reasons = _reasons_of(df)
+    assert reasons == ["tx_amount: null", "customer_id: null; tx_fraud: null"]
+    flags = _raw().assign(**{c.TX_FRAUD: True})
+    assert _valid_of(flags)[c.TX_FRAUD].tolist() == [1]
+
+
+def _times(times: list[str]) -> list[pd.Timestamp]:
+    df = pd.concat(
+        [_raw(**{c.TRANSACTION_ID: i, c.TX_DATETIME: t}) for i, t in enumerate(times)],
+        ignore_index=True,
+    )
+    return _valid_of(df)[c.TX_DATETIME].tolist()
+
+
+def test_timestamps_with_offsets_become_naive_utc() -> None:
+    assert _times(["2025-04-02T10:00:00+02:00", "2025-04-02T23:00Z"]) == [
+        pd.Timestamp("2025-04-02 08:00"),
+        pd.Timestamp("2025-04-02 23:00"),
+    ]
+
+
+def test_mixed_iso_forms_in_one_column_are_all_parsed() -> None:
+    assert _times(["2025-04-02 11:30", "2025-04-02", "2025-04-02T13:45:10.5"]) == [
+        pd.Timestamp("2025-04-02 11:30"),
+        pd.Timestamp("2025-04-02 00:00"),
+        pd.Timestamp("2025-04-02 13:45:10.5"),
+    ]
+
+
+def test_partition_day_is_a_date_however_it_is_given() -> None:
+    from datetime import datetime
+
+    late = _raw(**{c.TX_DATETIME: "2025-04-02 23:59:59"})
+    for day in ("2025-04-02", date(2025, 4, 2), datetime(2025, 4, 2, 15, 30)):
+        valid, quarantine = validate_transactions(late, day)
+        assert len(valid) == 1 and quarantine.empty
+    _, quarantine = validate_transactions(late, datetime(2025, 4, 2, 15, 30))
+    assert quarantine[PARTITION_DATE].tolist() == []
+    with pytest.raises(ValueError):
+        validate_transactions(late, "2025-04-02T05:00")
+
+
+def test_empty_quarantine_keeps_its_text_schema() -> None:
+    _, quarantine = validate_transactions(_raw(), "2025-04-02")
+    assert quarantine.empty
+    assert {col: str(t) for col, t in quarantine.dtypes.items()} == {
+        **{col: "string" for col in c.RAW_COLUMNS},
+        REASON: "string",
+        PARTITION_DATE: "string",
+    }
+    _, bad = validate_transactions(_raw(**{c.TX_AMOUNT: -1.0}), date(2025, 4, 2))
+    assert bad[PARTITION_DATE].tolist() == ["2025-04-02"]
+    assert str(bad[REASON].dtype) == "string" and str(bad[PARTITION_DATE].dtype) == "string"
