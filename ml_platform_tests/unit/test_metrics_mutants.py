@@ -113,11 +113,11 @@ def test_alerts_are_renumbered_across_days() -> None:
 def test_frame_errors_name_the_missing_column() -> None:
     df = _cards([("2025-01-01", 1, 0.9, 1)])
     cases = [
-        (df.drop(columns="customer_id"), "customer_id: column required for card precision"),
-        (df.drop(columns="tx_fraud"), "tx_fraud: column required for card precision"),
+        (df.drop(columns="customer_id"), "customer_id: column required for entity_precision_at_k"),
+        (df.drop(columns="tx_fraud"), "tx_fraud: column required for entity_precision_at_k"),
         (
             df.drop(columns="tx_datetime"),
-            "tx_datetime: column required to find each transaction's day",
+            "tx_datetime: column required to find each event's day",
         ),
     ]
     for frame, message in cases:

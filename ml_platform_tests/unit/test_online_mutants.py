@@ -128,7 +128,12 @@ def test_a_delayed_mean_amount_definition_is_served(tmp_path, monkeypatch) -> No
     from ml_platform.features import online
 
     extra = defs.FeatureDef(
-        "customer_id_avg_amount_7day_delayed", "mean_amount", "customer_id", 7, True
+        "customer_id_avg_amount_7day_delayed",
+        "mean_amount",
+        "customer_id",
+        7 * defs.DAY_NS,
+        True,
+        value="tx_amount",
     )
     monkeypatch.setattr(online, "FEATURES", (*defs.FEATURES, extra))
     engine = _engine(tmp_path, 1)
@@ -151,7 +156,7 @@ def test_an_unsupported_undelayed_aggregate_is_refused(tmp_path, monkeypatch) ->
     from ml_platform.features import definitions as defs
     from ml_platform.features import online
 
-    extra = defs.FeatureDef("customer_id_value_7day", "value", "customer_id", 7)
+    extra = defs.FeatureDef("customer_id_value_7day", "value", "customer_id", 7 * defs.DAY_NS)
     monkeypatch.setattr(online, "FEATURES", (*defs.FEATURES, extra))
     with pytest.raises(ValueError) as err:
         _engine(tmp_path, 7).compute(REQUEST)
