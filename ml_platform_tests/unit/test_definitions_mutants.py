@@ -25,6 +25,15 @@ def test_shipped_definitions_pass_the_check_and_hash_to_the_recorded_version() -
         defs.NOPE  # noqa: B018
 
 
+def test_the_feature_hash_is_pinned_when_computed_afresh() -> None:
+    """The shipped set's hash is cached once per process; a fresh one must match it."""
+    fs = defs.feature_set()
+    assert defs._version(fs.features, fs.event_time, fs.event_id) == FRAUD_FEATURE_VERSION
+    assert dataclasses.replace(fs).version == FRAUD_FEATURE_VERSION
+    # the event order is part of the hash: the same features ordered otherwise differ
+    assert defs._version(fs.features, fs.event_id, fs.event_time) != FRAUD_FEATURE_VERSION
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [

@@ -196,3 +196,48 @@ def test_validation_metrics_on_a_hand_checked_window() -> None:
     by_col = metrics.validation_metrics(df, df["score"].to_numpy(), k=1, day_col="day")
     assert by_col["card_precision_at_1"] == 0.5
     assert "card_precision_at_100" in metrics.validation_metrics(df, df["score"].to_numpy())
+
+
+def test_regression_metrics_on_hand_checked_values() -> None:
+    y = np.array([1.0, 2.0, 4.0, 9.0])
+    p = np.array([2.0, 2.0, 1.0, 9.0])  # errors -1, 0, 3, 0
+    assert metrics.mean_absolute_error(y, p) == 1.0
+    assert metrics.root_mean_squared_error(y, p) == math.sqrt(10 / 4)
+    # total sum of squares around the mean 4: 9 + 4 + 0 + 25 = 38; residual 10
+    assert metrics.r2(y, p) == 1.0 - 10 / 38
+    assert metrics.r2(y, y) == 1.0 and metrics.r2([1, 2, 3], [3, 2, 1]) == -3.0
+    ints = [1, 2, 4, 9]  # integer labels are read as numbers, not refused
+    assert metrics.mean_absolute_error(ints, [2, 2, 1, 9]) == 1.0
+
+
+def test_regression_metrics_are_nan_when_undefined_and_refuse_matrices() -> None:
+    empty = np.array([])
+    assert math.isnan(metrics.mean_absolute_error(empty, empty))
+    assert math.isnan(metrics.root_mean_squared_error(empty, empty))
+    assert math.isnan(metrics.r2(empty, empty))
+    assert math.isnan(metrics.r2(np.full(3, 5.0), np.array([5.0, 5.0, 4.0])))  # constant label
+    for metric in (metrics.mean_absolute_error, metrics.root_mean_squared_error, metrics.r2):
+        with pytest.raises(ValueError) as err:
+            metric(np.zeros((2, 2)), np.zeros(2))
+        assert str(err.value) == "y_true: expected a 1-D array, got shape (2, 2)"
+        with pytest.raises(ValueError) as err:
+            metric(np.array([1.0, 2.0]), np.zeros((2, 1)))
+        assert str(err.value) == "prediction: expected a 1-D array, got shape (2, 1)"
+
+
+def test_log_loss_is_the_clipped_binary_cross_entropy() -> None:
+    y = np.array([1, 0, 1, 0])
+    p = np.array([0.8, 0.4, 0.5, 0.1])
+    expected = -(math.log(0.8) + math.log(0.6) + math.log(0.5) + math.log(0.9)) / 4
+    assert metrics.log_loss(y, p) == pytest.approx(expected, rel=1e-12)
+    # a sure and right score costs (almost) nothing; a sure and wrong one is clipped at 1e-15
+    assert metrics.log_loss(np.array([1, 0]), np.array([1.0, 0.0])) == pytest.approx(
+        -math.log(1 - 1e-15), abs=1e-15
+    )
+    assert metrics.log_loss(np.array([1]), np.array([0])) == pytest.approx(-math.log(1e-15))
+    assert metrics.log_loss(np.array([0]), np.array([1.0])) == pytest.approx(
+        -math.log(1e-15), rel=1e-3
+    )
+    assert math.isnan(metrics.log_loss(np.array([], dtype=int), np.array([])))
+    with pytest.raises(ValueError, match="y_true: labels must be 0/1"):
+        metrics.log_loss(np.array([0, 2]), np.array([0.1, 0.2]))

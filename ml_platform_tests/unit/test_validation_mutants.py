@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -132,3 +133,111 @@ def test_empty_quarantine_keeps_its_text_schema() -> None:
     _, bad = validate_transactions(_raw(**{c.TX_AMOUNT: -1.0}), date(2025, 4, 2))
     assert bad[PARTITION_DATE].tolist() == ["2025-04-02"]
     assert str(bad[REASON].dtype) == "string" and str(bad[PARTITION_DATE].dtype) == "string"
+
+
+#: the derived id of ``_one_parcel()``
+PARCEL_ID = 5189568412988190292
+
+
+def _parcels(tmp_path, **schema):
+    """The non-fraud use case of the generic validation tests (string keys, derived id)."""
+    from ml_platform_tests.unit.test_validation_generic import write_parcels
+
+    return write_parcels(tmp_path, **schema)
+
+
+def _one_parcel(**over: object) -> pd.DataFrame:
+    from ml_platform_tests.unit import test_validation_generic as g
+
+    row = {
+        g.TIME: pd.Timestamp("2025-01-07 00:00:00"),
+        g.DEPOT: "north",
+        g.COURIER: "c001",
+        g.WEIGHT: 2.5,
+        g.PRIORITY: 2,
+        g.LABEL: 12.0,
+    }
+    return pd.DataFrame([{**row, **over}], index=[7])
+
+
+def test_a_derived_id_is_pinned_and_keeps_the_frame_index(tmp_path) -> None:
+    """The id of an event must never change between releases: rows already in the lake
+    and scores already served carry it."""
+    from ml_platform.data.validation import derive_event_ids
+
+    uc = _parcels(tmp_path)
+    ids = derive_event_ids(_one_parcel(), uc)
+    assert ids.name == "parcel_id" and ids.dtype == "int64" and ids.index.tolist() == [7]
+    assert ids.tolist() == [PARCEL_ID]
+    # the same event with its time as tz-aware ISO text: the same id
+    assert derive_event_ids(_one_parcel(sent_at="2025-01-07T00:00:00Z"), uc).tolist() == [PARCEL_ID]
+    text = derive_event_ids(
+        _one_parcel(),
+        _parcels(
+            tmp_path / "s",
+            event_id={
+                "column": "parcel_id",
+                "type": "string",
+                "derive_from": ["depot", "courier", "sent_at"],
+            },
+        ),
+    )
+    assert text.name == "parcel_id" and str(text.dtype) == "string"
+    assert text.tolist() == [f"{PARCEL_ID:016x}"] and text.index.tolist() == [7]
+    with pytest.raises(ValueError) as err:
+        derive_event_ids(_one_parcel())
+    assert str(err.value) == (
+        "use case 'fraud': transaction_id is given by the data, not derived "
+        "(schema.event_id has no derive_from)"
+    )
+
+
+def test_whole_float_keys_lose_their_fraction_others_keep_it(tmp_path) -> None:
+    from ml_platform.data.validation import derive_event_ids, validate_events
+
+    uc = _parcels(tmp_path)
+    whole = pd.DataFrame({"depot": [101.0, np.nan], "courier": [1.5, 2.0]})
+    whole = pd.concat([_one_parcel()] * 2, ignore_index=True).assign(**whole)
+    valid, quarantine = validate_events(whole, date(2025, 1, 7), uc)
+    assert valid["depot"].tolist() == ["101"] and valid["courier"].tolist() == ["1.5"]
+    assert quarantine["reason"].tolist() == ["depot: null"]
+    big = pd.concat([_one_parcel()] * 2, ignore_index=True).assign(courier=[2.0**53, np.inf])
+    assert validate_events(big, date(2025, 1, 7), uc)[0]["courier"].tolist() == [
+        "9007199254740992.0",
+        "inf",
+    ]
+    # a key's type is part of its id: the text "101" is the float 101.0's key
+    assert (
+        derive_event_ids(valid.iloc[:1], uc).tolist()
+        == derive_event_ids(_one_parcel(depot="101", courier="1.5"), uc).tolist()
+    )
+
+
+def test_the_schema_of_a_day_holds_its_edges_and_each_typed_check(tmp_path) -> None:
+    import pandera.errors
+
+    from ml_platform.data.validation import event_schema, validate_events
+
+    uc = _parcels(tmp_path, rules=[{"column": "weight_kg", "check": "finite"}])
+    valid = validate_events(_one_parcel(), date(2025, 1, 7), uc)[0]
+    schema = event_schema("2025-01-07", uc)
+    schema.validate(valid)  # 00:00:00 of the day is inside it
+    schema.validate(valid[list(reversed(valid.columns))])  # column order is free
+    last = valid.assign(sent_at=pd.Timestamp("2025-01-07 23:59:59.999999999"))
+    schema.validate(last)
+    for bad, check in [
+        (valid.assign(sent_at=pd.Timestamp("2025-01-08")), "sent_at outside partition day"),
+        (valid.assign(sent_at=pd.Timestamp("2025-01-06 23:59:59")), "outside partition day"),
+        (valid.assign(weight_kg=np.inf), "finite"),
+        (valid.assign(delivery_hours=-np.inf), "finite"),
+        (valid.assign(depot=pd.Series([None], dtype="string", index=valid.index)), "null"),
+    ]:
+        with pytest.raises(pandera.errors.SchemaError, match=check):
+            schema.validate(bad)
+    # a binary label is 0 or 1, nothing else
+    binary = validate_transactions(_raw(), "2025-04-02")[0]
+    fraud = event_schema("2025-04-02")
+    fraud.validate(binary.assign(tx_fraud=np.int8(1)))
+    for label in (2, -1):
+        with pytest.raises(pandera.errors.SchemaError, match="isin"):
+            fraud.validate(binary.assign(tx_fraud=np.int8(label)))
