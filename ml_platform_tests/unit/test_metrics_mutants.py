@@ -241,3 +241,55 @@ def test_log_loss_is_the_clipped_binary_cross_entropy() -> None:
     assert math.isnan(metrics.log_loss(np.array([], dtype=int), np.array([])))
     with pytest.raises(ValueError, match="y_true: labels must be 0/1"):
         metrics.log_loss(np.array([0, 2]), np.array([0.1, 0.2]))
+
+
+def test_the_protocol_follows_the_declared_entity_and_label(tmp_path) -> None:
+    """A use case whose entity and label are not fraud's: every protocol step reads its own
+    columns (fraud's would be missing)."""
+    from ml_platform_tests.unit.test_training_generic import _delays, _write
+
+    spec = _delays() | {"name": "late"}
+    spec["label"] = {"column": "was_late", "task": "binary", "delay_days": 1}
+    spec["task"] = {
+        "candidates": ["logistic_regression"],
+        "primary_metric": {"name": "average_precision", "direction": "maximize"},
+        "extra_metrics": [
+            {"name": "hits", "function": "entity_precision_at_k", "entity": "origin", "k": 1}
+        ],
+        "decision": {"kind": "threshold"},
+    }
+    spec["settings"] = {k: v for k, v in spec["settings"].items() if k != "gate_min"}
+    late = _write(tmp_path, spec)
+    d = pd.Timestamp("2025-04-10")
+    test = pd.DataFrame(
+        {
+            "departs": [d, d, d + pd.Timedelta(days=1), d + pd.Timedelta(days=1)],
+            "origin": ["EWR", "JFK", "LGA", "JFK"],
+            "was_late": [1, 0, 0, 1],
+        }
+    )
+    score = np.array([0.9, 0.2, 0.3, 0.8])
+    # LGA was late on 04-08: with a 2-day delay known on 04-11 (the edge), with 3 not yet
+    history = pd.DataFrame(
+        {"departs": [d - pd.Timedelta(days=2)], "origin": ["LGA"], "was_late": [1]}
+    )
+    first = date(2025, 4, 1)
+    for delay, kept in [(3, [True] * 4), (2, [True, True, False, True])]:
+        got = metrics.protocol_test_mask(
+            test, history, first_train_day=first, label_delay=delay, use_case=late
+        )
+        assert got.tolist() == kept
+    got = metrics.protocol_metrics(
+        test, score, history, first_train_day=first, label_delay=2, k=1, use_case=late
+    )
+    assert got["n_scored_after_protocol"] == 3 and got["n_frauds_after_protocol"] == 2
+    assert got["card_precision_at_1_per_day"] == [1.0, 1.0]
+    assert got["roc_auc"] == 1.0
+    assert metrics.card_precision_at_k(test, score[[1, 0, 2, 3]], k=1, use_case=late) == 0.5
+    cp, per_day = metrics.protocol_card_precision_at_k(test, score, k=1, use_case=late)
+    assert (cp, per_day) == (1.0, [1.0, 1.0])
+    with pytest.raises(ValueError) as err:
+        metrics.card_precision_at_k(test, score, k=1, use_case=_write(tmp_path, _delays()))
+    assert str(err.value) == (
+        "task.extra_metrics: use case 'delays' declares no entity_precision_at_k"
+    )
