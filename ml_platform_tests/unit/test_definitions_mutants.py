@@ -30,6 +30,7 @@ def test_the_feature_hash_is_pinned_when_computed_afresh() -> None:
     fs = defs.feature_set()
     assert defs._version(fs.features, fs.event_time, fs.event_id) == FRAUD_FEATURE_VERSION
     assert dataclasses.replace(fs).version == FRAUD_FEATURE_VERSION
+    assert defs.FEATURE_VERSION == FRAUD_FEATURE_VERSION  # the module attribute, read lazily
     # the event order is part of the hash: the same features ordered otherwise differ
     assert defs._version(fs.features, fs.event_id, fs.event_time) != FRAUD_FEATURE_VERSION
 

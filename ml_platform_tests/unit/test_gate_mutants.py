@@ -49,6 +49,27 @@ def test_first_model_against_its_baseline():
     assert clearly == (False, "first model: AP 0.3000 does not beat the baseline's 0.4500")
 
 
+def test_the_baseline_tolerance_is_inclusive_and_the_floor_optional():
+    # 0.0 - 1e-6 is exactly -1e-6: on the tolerance, still matched
+    on_edge = decide(_m(0.8, 0.0), None, margin_ap=0.01, min_auc=0.5, baseline_ap=1e-6)
+    assert on_edge == (True, "first model: AP 0.0000 >= baseline AP 0.0000, AUC 0.8000")
+    # no floor declared: any AUC passes
+    assert decide(_m(0.1, 0.5), None, margin_ap=0.01, min_auc=None) == (
+        True,
+        "first model: AP 0.5000 >= no baseline, AUC 0.1000",
+    )
+
+
+def test_a_task_without_a_gate_metric_decides_on_its_primary_metric_alone(tmp_path):
+    """A use case that declares no gate metric: a floor has nothing to bound, and the
+    reason names the primary metric only."""
+    from ml_platform_tests.unit.test_metrics_mutants import late_flights
+
+    late = late_flights(tmp_path, [])
+    first = decide({"average_precision": 0.3}, None, margin_ap=0.01, min_auc=0.9, use_case=late)
+    assert first == (True, "first model: AP 0.3000 >= no baseline")
+
+
 def test_challenger_needs_a_gain_strictly_above_the_margin():
     champion = _m(0.9, 0.5)
     wins = decide(_m(0.9, 0.5201), champion, margin_ap=0.02, min_auc=0.5)

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from ml_platform.training import metrics
+from ml_platform.use_cases.loader import UseCase
 
 
 def test_label_checks_name_the_problem() -> None:
@@ -243,9 +244,9 @@ def test_log_loss_is_the_clipped_binary_cross_entropy() -> None:
         metrics.log_loss(np.array([0, 2]), np.array([0.1, 0.2]))
 
 
-def test_the_protocol_follows_the_declared_entity_and_label(tmp_path) -> None:
-    """A use case whose entity and label are not fraud's: every protocol step reads its own
-    columns (fraud's would be missing)."""
+def late_flights(root, extra_metrics: list[dict]) -> UseCase:
+    """The generic training tests' flights as a binary task (late or not), AP first, no
+    gate metric: a use case whose columns are not fraud's."""
     from ml_platform_tests.unit.test_training_generic import _delays, _write
 
     spec = _delays() | {"name": "late"}
@@ -253,13 +254,20 @@ def test_the_protocol_follows_the_declared_entity_and_label(tmp_path) -> None:
     spec["task"] = {
         "candidates": ["logistic_regression"],
         "primary_metric": {"name": "average_precision", "direction": "maximize"},
-        "extra_metrics": [
-            {"name": "hits", "function": "entity_precision_at_k", "entity": "origin", "k": 1}
-        ],
+        "extra_metrics": extra_metrics,
         "decision": {"kind": "threshold"},
     }
     spec["settings"] = {k: v for k, v in spec["settings"].items() if k != "gate_min"}
-    late = _write(tmp_path, spec)
+    return _write(root, spec)
+
+
+def test_the_protocol_follows_the_declared_entity_and_label(tmp_path) -> None:
+    """A use case whose entity and label are not fraud's: every protocol step reads its own
+    columns (fraud's would be missing)."""
+    from ml_platform_tests.unit.test_training_generic import _delays, _write
+
+    hits = {"name": "hits", "function": "entity_precision_at_k", "entity": "origin", "k": 1}
+    late = late_flights(tmp_path, [hits])
     d = pd.Timestamp("2025-04-10")
     test = pd.DataFrame(
         {
