@@ -64,12 +64,12 @@ class EntityState:
         """From ``(time_ns, id, value..., label)`` tuples."""
         if not rows:
             return cls.empty(layout)
-        columns = list(zip(*rows, strict=True))
+        t, i, *values, y = zip(*rows, strict=True)
         return cls(
-            np.array(columns[0], dtype=np.int64),
-            np.array(columns[1], dtype=layout.id_dtype),
-            tuple(np.array(c, dtype=np.float64) for c in columns[2:-1]),
-            np.array(columns[-1], dtype=layout.label_dtype),
+            np.array(t, dtype=np.int64),
+            np.array(i, dtype=layout.id_dtype),
+            tuple([np.array(v, dtype=np.float64) for v in values]),
+            np.array(y, dtype=layout.label_dtype),
         )
 
 
