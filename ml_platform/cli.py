@@ -412,13 +412,14 @@ def _cmd_use_cases(args: argparse.Namespace) -> int:
 
 
 def _add_use_case_commands(sub) -> None:
-    p = sub.add_parser(
+    p = _add_command(
+        sub,
         "use-cases",
-        help="list every use case (package folders and ML_PLATFORM_USE_CASE_DIRS): task, "
+        "list every use case (package folders and ML_PLATFORM_USE_CASE_DIRS): task, "
         "entities, features, model, service target, an example request",
+        _cmd_use_cases,
     )
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.set_defaults(func=_cmd_use_cases)
 
 
 def build_parser() -> argparse.ArgumentParser:

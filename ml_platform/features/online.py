@@ -1,8 +1,9 @@
-"""Online feature engine: one transaction at a time, from the entity state in the store.
+"""Online feature engine: one event at a time, from the entity state in the store.
 
-Same definitions and semantics as the batch engine (``definitions.py``): one store round
-trip fetches the customer's and the terminal's recent state, numpy over those few dozen
-entries computes every feature, then ``record`` appends the transaction to the state.
+Same definitions and semantics as the batch engine (``definitions.py``), read from the
+use case's ``FeatureSet`` (event id, time, entity keys, value columns, windows): one store
+round trip fetches every entity's recent state, numpy over those few dozen entries computes
+every feature, then ``record`` appends the event to the state.
 Used by the serving path, so it imports neither Dagster nor pandas-heavy code paths.
 """
 
@@ -10,156 +11,215 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from ml_platform.data.contract import (
-    CUSTOMER_ID,
-    TERMINAL_ID,
-    TRANSACTION_ID,
-    TX_AMOUNT,
-    TX_DATETIME,
-)
 from ml_platform.features.definitions import (
     DAY_NS,
-    FEATURE_COLUMNS,
-    FEATURES,
+    DEFAULT_USE_CASE,
     NIGHT_LAST_HOUR,
+    FeatureSet,
     check_label_delay,
+    feature_set,
 )
-from ml_platform.features.stores.base import OnlineStore, TxRecord, to_ns
+from ml_platform.features.stores.base import EventRecord, OnlineStore, to_ns
+
+if TYPE_CHECKING:
+    from ml_platform.use_cases.loader import UseCase
 
 _HOUR_NS = 3600 * 10**9
 
 
-def parse_tx(tx: Mapping[str, Any] | Any) -> TxRecord:
-    """A request (dict or object with the request fields, no label) as a ``TxRecord``."""
+class RequestParser:
+    """A request (dict or object with the request fields, no label) as an ``EventRecord``,
+    checked field by field: the id and integer keys are integers, string keys strings,
+    values finite (and >= 0 where the use case's rules say so)."""
 
-    get = tx.get if isinstance(tx, Mapping) else lambda name: getattr(tx, name, None)
+    def __init__(self, use_case: UseCase) -> None:
+        fs = feature_set(use_case)
+        nonneg = {r.column for r in use_case.spec.event_schema.rules if r.check == "non_negative"}
+        self.event_time = fs.event_time
+        self.event_id = (fs.event_id, fs.event_id_type)
+        self.entities = fs.entities
+        self.values = tuple((c, c in nonneg) for c in fs.value_columns)
 
-    def field(name: str) -> Any:
-        value = get(name)
-        if value is None:
-            raise ValueError(f"{name}: missing")
+    def __call__(self, event: Mapping[str, Any] | Any) -> EventRecord:
+        get = event.get if isinstance(event, Mapping) else lambda name: getattr(event, name, None)
+
+        def field(name: str) -> Any:
+            value = get(name)
+            if value is None:
+                raise ValueError(f"{name}: missing")
+            return value
+
+        try:
+            time_ns = to_ns(field(self.event_time))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{self.event_time}: not a timestamp ({exc})") from None
+        event_id = _key(*self.event_id, field(self.event_id[0]))
+        keys = tuple(_key(name, kind, field(name)) for name, kind in self.entities)
+        values = []
+        for name, nonneg in self.values:
+            value = float(field(name))
+            if not math.isfinite(value) or (nonneg and value < 0):
+                rule = "finite and >= 0" if nonneg else "finite"
+                raise ValueError(f"{name}: must be {rule}, got {value!r}")
+            values.append(value)
+        return EventRecord(event_id, time_ns, keys, tuple(values))
+
+
+def _key(name: str, kind: str, value: Any) -> int | str:
+    if kind == "string":
+        if not isinstance(value, str):
+            raise ValueError(f"{name}: must be a string, got {value!r}")
         return value
+    if isinstance(value, bool) or int(value) != value:
+        raise ValueError(f"{name}: must be an integer, got {value!r}")
+    return int(value)
 
-    try:
-        time_ns = to_ns(field(TX_DATETIME))
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{TX_DATETIME}: not a timestamp ({exc})") from None
-    out = {}
-    for name in (TRANSACTION_ID, CUSTOMER_ID, TERMINAL_ID):
-        value = field(name)
-        if isinstance(value, bool) or int(value) != value:
-            raise ValueError(f"{name}: must be an integer, got {value!r}")
-        out[name] = int(value)
-    amount = float(field(TX_AMOUNT))
-    if not math.isfinite(amount) or amount < 0:
-        raise ValueError(f"{TX_AMOUNT}: must be finite and >= 0, got {amount!r}")
-    return TxRecord(out[TRANSACTION_ID], time_ns, out[CUSTOMER_ID], out[TERMINAL_ID], amount)
+
+def resolve_use_case(use_case: UseCase | str) -> UseCase:
+    """A loaded use case, or one by name (the default from its folder alone)."""
+    if not isinstance(use_case, str):
+        return use_case
+    from ml_platform.data.validation import default_use_case
+    from ml_platform.use_cases.loader import get_use_case
+
+    return default_use_case() if use_case == DEFAULT_USE_CASE else get_use_case(use_case)
+
+
+@cache
+def _named_parser(name: str) -> RequestParser:
+    return RequestParser(resolve_use_case(name))
+
+
+def parse_tx(
+    tx: Mapping[str, Any] | Any, use_case: UseCase | str = DEFAULT_USE_CASE
+) -> EventRecord:
+    """A request of a use case (default: the platform's default one) as an ``EventRecord``."""
+    parser = _named_parser(use_case) if isinstance(use_case, str) else RequestParser(use_case)
+    return parser(tx)
+
+
+#: the label-neutral name
+parse_event = parse_tx
 
 
 class OnlineFeatureEngine:
-    """``compute(tx) -> np.ndarray`` in FEATURE_COLUMNS order; ``record(tx)`` updates state."""
+    """``compute(event) -> np.ndarray`` in the feature-set order; ``record(event)`` updates
+    state. The use case is the store's (``use_case`` may name it again: it must match)."""
 
-    columns: list[str] = FEATURE_COLUMNS
-
-    def __init__(self, store: OnlineStore, label_delay_days: int = 7) -> None:
+    def __init__(
+        self,
+        store: OnlineStore,
+        label_delay_days: int = 7,
+        use_case: UseCase | str | None = None,
+    ) -> None:
         self.d = check_label_delay(label_delay_days)
         if store.label_delay_days != self.d:
             raise ValueError(f"label_delay_days: engine {self.d} != store {store.label_delay_days}")
+        declared = store.declaration if use_case is None else use_case
+        fs: FeatureSet = feature_set(declared)
+        if fs.use_case != store.use_case:
+            raise ValueError(f"use_case: engine {fs.use_case!r} != store {store.use_case!r}")
         self.store = store
+        self.features = fs
+        self.columns: list[str] = fs.columns
+        self.parse = (
+            _named_parser(declared) if isinstance(declared, str) else RequestParser(declared)
+        )
+        entities = fs.entity_columns
+        value_index = {c: i for i, c in enumerate(fs.value_columns)}
         # Per entity, every window edge as an offset back from t: one searchsorted finds all.
-        offsets: dict[str, list[int]] = {CUSTOMER_ID: [], TERMINAL_ID: []}
+        offsets: list[list[int]] = [[] for _ in entities]
 
-        def slot(entity: str, offset_ns: int) -> int:
+        def slot(entity: int, offset_ns: int) -> int:
             if offset_ns not in offsets[entity]:
                 offsets[entity].append(offset_ns)
             return offsets[entity].index(offset_ns)
 
         self._plan = []
-        for j, f in enumerate(FEATURES):
+        for j, f in enumerate(fs.features):
+            v = value_index.get(f.value, 0)
             if f.entity is None:
-                self._plan.append((j, f.aggregate, None, 0, 0, 0.0))
-            elif f.delayed:
+                self._plan.append((j, f.aggregate, None, 0, 0, 0.0, v))
+                continue
+            e = entities.index(f.entity)
+            if f.delayed:
                 d_ns = self.d * DAY_NS
-                lo, hi = slot(f.entity, d_ns + f.window_ns), slot(f.entity, d_ns)
-                cap = (d_ns + f.window_ns) / DAY_NS  # days_since_fraud with no fraud
-                self._plan.append((j, f.aggregate, f.entity, lo, hi, cap))
+                lo, hi = slot(e, d_ns + f.window_ns), slot(e, d_ns)
+                cap = (d_ns + f.window_ns) / DAY_NS  # days_since_fraud with no positive
+                self._plan.append((j, f.aggregate, e, lo, hi, cap, v))
             else:
                 cap = f.window_ns / 1e9
-                self._plan.append(
-                    (j, "now_" + f.aggregate, f.entity, slot(f.entity, f.window_ns), -1, cap)
-                )
-        self._offsets = {e: np.array(o, dtype=np.int64) for e, o in offsets.items()}
+                self._plan.append((j, "now_" + f.aggregate, e, slot(e, f.window_ns), -1, cap, v))
+        self._offsets = [np.array(o, dtype=np.int64) for o in offsets]
         # how far back each entity's features look: fetch no more than that
-        self._reach = {e: int(o.max()) if len(o) else 0 for e, o in self._offsets.items()}
+        self._reach = [int(o.max()) if len(o) else 0 for o in self._offsets]
+
+    def _record(self, event: Mapping[str, Any] | Any) -> EventRecord:
+        return event if isinstance(event, EventRecord) else self.parse(event)
 
     def compute(self, tx: Mapping[str, Any] | Any) -> np.ndarray:
         """Features of ``tx`` from state strictly before it in event order (not recorded)."""
-        r = tx if isinstance(tx, TxRecord) else parse_tx(tx)
-        t, amount = r.time_ns, r.tx_amount
-        cust, term = self.store.fetch(
-            r.customer_id,
-            r.terminal_id,
-            t - self._reach[CUSTOMER_ID],
-            t - self._reach[TERMINAL_ID],
-            t,
-        )
-        ctx = {}
-        for entity, s in ((CUSTOMER_ID, cust), (TERMINAL_ID, term)):
+        r = self._record(tx)
+        t, own = r.time_ns, r.values
+        states = self.store.fetch_states(r.keys, [t - reach for reach in self._reach], t)
+        ctx = []
+        for offsets, s in zip(self._offsets, states, strict=True):
             times = s.times  # sorted ascending, all <= t
-            pos = np.searchsorted(times, t - self._offsets[entity], side="right").tolist()
+            pos = np.searchsorted(times, t - offsets, side="right").tolist()
             e0 = int(np.searchsorted(times, t, side="left"))  # first entry at time t
             # entries at exactly t are before this one only if their id is smaller
-            tie = s.ids[e0:] < r.transaction_id
+            tie = s.ids[e0:] < r.event_id
             tie_n = int(tie.sum())
-            tie_sum = float(s.amounts[e0:][tie].sum()) if tie_n else 0.0
-            cs_a = np.concatenate(([0.0], np.cumsum(s.amounts))).tolist()
-            cs_f = np.concatenate(([0], np.cumsum(s.frauds))).tolist()
-            ctx[entity] = (times, pos, e0, tie_n, tie_sum, cs_a, cs_f, s.frauds, s.amounts)
+            tie_sums = [float(v[e0:][tie].sum()) if tie_n else 0.0 for v in s.values]
+            cs_v = [np.concatenate(([0.0], np.cumsum(v))).tolist() for v in s.values]
+            cs_l = np.concatenate(([0], np.cumsum(s.labels))).tolist()
+            ctx.append((times, pos, e0, tie_n, tie_sums, cs_v, cs_l, s.labels, s.values))
 
-        out = np.empty(len(FEATURES), dtype=np.float64)
-        for j, agg, entity, a, b, cap in self._plan:
+        out = np.empty(len(self._plan), dtype=np.float64)
+        for j, agg, entity, a, b, cap, v in self._plan:
             if agg == "value":
-                out[j] = amount
+                out[j] = own[v]
             elif agg == "weekend":
                 out[j] = float((t // DAY_NS + 3) % 7 >= 5)  # 1970-01-01 was a Thursday
             elif agg == "night":
                 out[j] = float((t % DAY_NS) // _HOUR_NS <= NIGHT_LAST_HOUR)
             else:
-                times, pos, e0, tie_n, tie_sum, cs_a, cs_f, frauds, amounts = ctx[entity]
+                times, pos, e0, tie_n, tie_sums, cs_v, cs_l, labels, values = ctx[entity]
                 if b >= 0:  # delayed window (t - d - w, t - d]
                     lo, hi = pos[a], pos[b]
                     n = hi - lo
                     if agg == "count":
                         out[j] = n
                     elif agg == "risk":
-                        out[j] = (cs_f[hi] - cs_f[lo]) / n if n else 0.0
+                        out[j] = (cs_l[hi] - cs_l[lo]) / n if n else 0.0
                     elif agg == "amount_ratio":
-                        mean = (cs_a[hi] - cs_a[lo]) / n if n else 0.0
-                        out[j] = amount / mean if mean != 0 else 1.0
+                        mean = (cs_v[v][hi] - cs_v[v][lo]) / n if n else 0.0
+                        out[j] = own[v] / mean if mean != 0 else 1.0
                     elif agg == "fraud_count":
-                        out[j] = cs_f[hi] - cs_f[lo]
+                        out[j] = cs_l[hi] - cs_l[lo]
                     elif agg == "days_since_fraud":
-                        hits = np.flatnonzero(frauds[lo:hi])
+                        hits = np.flatnonzero(labels[lo:hi])
                         out[j] = (t - int(times[lo + hits[-1]])) / DAY_NS if len(hits) else cap
                     elif agg == "days_since_first_fraud":
-                        hits = np.flatnonzero(frauds[lo:hi])
+                        hits = np.flatnonzero(labels[lo:hi])
                         out[j] = (t - int(times[lo + hits[0]])) / DAY_NS if len(hits) else cap
                     elif agg == "fraud_share_since_first":
-                        hits = np.flatnonzero(frauds[lo:hi])
+                        hits = np.flatnonzero(labels[lo:hi])
                         out[j] = len(hits) / (n - hits[0]) if len(hits) else 0.0
                     elif agg == "fraud_mean_amount":
-                        hit = frauds[lo:hi] != 0
+                        hit = labels[lo:hi] != 0
                         k = int(hit.sum())
-                        out[j] = float(amounts[lo:hi][hit].sum()) / k if k else 0.0
+                        out[j] = float(values[v][lo:hi][hit].sum()) / k if k else 0.0
                     else:
-                        out[j] = (cs_a[hi] - cs_a[lo]) / n if n else 0.0
+                        out[j] = (cs_v[v][hi] - cs_v[v][lo]) / n if n else 0.0
                     continue
-                start = pos[a]  # window (t - w, t] up to this transaction, itself included
+                start = pos[a]  # window (t - w, t] up to this event, itself included
                 n = e0 - start + tie_n + 1
                 if agg == "now_count":
                     out[j] = n
@@ -171,25 +231,26 @@ class OnlineFeatureEngine:
                     else:
                         out[j] = cap
                 else:
-                    mean = (cs_a[e0] - cs_a[start] + tie_sum + amount) / n
+                    mean = (cs_v[v][e0] - cs_v[v][start] + tie_sums[v] + own[v]) / n
                     if agg == "now_mean_amount":
                         out[j] = mean
                     elif agg == "now_amount_ratio":
-                        out[j] = amount / mean if mean != 0 else 1.0
+                        out[j] = own[v] / mean if mean != 0 else 1.0
                     else:  # pragma: no cover - guarded by definitions._check
-                        raise ValueError(f"feature {FEATURES[j].name!r}: unsupported {agg!r}")
+                        name = self.features.features[j].name
+                        raise ValueError(f"feature {name!r}: unsupported {agg!r}")
         return out
 
     def record(self, tx: Mapping[str, Any] | Any) -> None:
-        """Append ``tx`` to its customer's and terminal's state (idempotent)."""
-        self.store.append(tx if isinstance(tx, TxRecord) else parse_tx(tx))
+        """Append ``tx`` to each of its entities' state (idempotent)."""
+        self.store.append(self._record(tx))
 
     def compute_and_record(self, tx: Mapping[str, Any] | Any) -> np.ndarray:
-        r = tx if isinstance(tx, TxRecord) else parse_tx(tx)
+        r = self._record(tx)
         values = self.compute(r)
         self.store.append(r)
         return values
 
     def record_labels(self, labeled: pd.DataFrame) -> int:
-        """Store matured fraud labels (contract columns incl. ``tx_fraud``); returns frauds."""
-        return self.store.set_frauds(labeled)
+        """Store matured labels (the use case's columns incl. its label); returns how many."""
+        return self.store.set_labels(labeled)

@@ -32,7 +32,7 @@ from fastapi.responses import JSONResponse  # noqa: E402
 from pydantic import Field  # noqa: E402
 
 from ml_platform.features.online import parse_tx  # noqa: E402
-from ml_platform.features.stores.base import TxRecord, ns_to_iso  # noqa: E402
+from ml_platform.features.stores.base import EventRecord, ns_to_iso  # noqa: E402
 from ml_platform.serving import guards  # noqa: E402
 from ml_platform.serving.schemas import (  # noqa: E402
     FeatureVector,
@@ -175,7 +175,7 @@ class FraudDetector:
         )
 
     # --- the request path -----------------------------------------------------------------
-    def _parse(self, record: dict[str, Any]) -> TxRecord:
+    def _parse(self, record: dict[str, Any]) -> EventRecord:
         """The engine's checks, then the clock: a transaction from the future is refused
         before anything is recorded (``ValueError`` "field: reason")."""
         parsed = parse_tx(record)

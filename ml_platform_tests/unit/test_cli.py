@@ -13,7 +13,8 @@ import pytest
 from ml_platform.cli import build_parser, main
 
 #: Words of how the code was written, not of the product: never in what a user reads.
-PROCESS_WORDS = re.compile(r"\bissues?\b|\bowner\b|\btask\b|heavy librar|``", re.IGNORECASE)
+# "task" is product vocabulary here (a use case's ML task), so it is not on the list
+PROCESS_WORDS = re.compile(r"\bissues?\b|\bowner\b|heavy librar|``", re.IGNORECASE)
 
 
 def _subparsers_action(parser: argparse.ArgumentParser) -> argparse._SubParsersAction:

@@ -859,9 +859,9 @@ def test_use_cases_text_and_a_broken_folder(tmp_path: Path, capsys, settings_env
 
 def test_core_modules_name_no_column_of_a_use_case() -> None:
     """Outside the use-case folders, ml_platform/use_cases/ and the generic core modules
-    (feature definitions, batch engine, validation, the API's request model, the
-    prediction log, training data, metrics, models and the gate) name no column of any of
-    them."""
+    (feature definitions, both feature engines, the online stores, validation, the API's
+    request model, the prediction log, training data, metrics, models and the gate) name no
+    column of any of them."""
     columns: set[str] = set()
     for uc in load_use_cases([PACKAGE_ROOT]).values():
         columns |= {*uc.columns, uc.spec.label.column}
@@ -872,12 +872,15 @@ def test_core_modules_name_no_column_of_a_use_case() -> None:
         *sorted(PACKAGE_ROOT.glob("*.py")),
         package / "features" / "definitions.py",
         package / "features" / "batch.py",
+        package / "features" / "online.py",
+        *sorted((package / "features" / "stores").glob("*.py")),
         package / "data" / "validation.py",
         package / "serving" / "schemas.py",
         package / "serving" / "prediction_log.py",
         *(package / "training" / f"{m}.py" for m in ("metrics", "models", "gate", "datasets")),
     ]
     assert {p.name for p in core} >= {"spec.py", "loader.py", "derive.py", "feature_port.py"}
+    assert {"base.py", "sqlite.py", "redis.py"} <= {p.name for p in core}
     assert {contract.TRANSACTION_ID, contract.TX_DATETIME, contract.TX_FRAUD} <= columns
     hits = [
         f"{p.name}:{i}: {m.group(0)}"

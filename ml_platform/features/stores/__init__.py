@@ -2,6 +2,7 @@
 
 from ml_platform.features.stores.base import (
     EntityState,
+    EventRecord,
     OnlineStore,
     TxRecord,
     open_store,
@@ -9,4 +10,12 @@ from ml_platform.features.stores.base import (
     to_ns,
 )
 
-__all__ = ["EntityState", "OnlineStore", "TxRecord", "open_store", "sqlite_path", "to_ns"]
+__all__ = [
+    "EntityState",
+    "EventRecord",
+    "OnlineStore",
+    "TxRecord",
+    "open_store",
+    "sqlite_path",
+    "to_ns",
+]

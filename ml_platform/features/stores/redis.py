@@ -1,39 +1,54 @@
 """Production online store: Redis sorted sets, one round trip per feature computation.
 
-Per entity two sorted sets scored by time in microseconds (exact in a double up to year
-2255): ``<prefix>:<entity>:<id>`` whose members are 24 packed bytes ``(time_ns, tx_id,
-amount)`` (every transaction) and ``<prefix>:<entity>:f:<id>`` whose members are 8 packed
-bytes ``tx_id`` (matured fraud labels: a label update is one ZADD, nothing is rewritten).
-A fetch is one EVALSHA whose Lua script concatenates the four ranges into four strings, so
-the client parses four bulk strings with ``numpy.frombuffer`` instead of hundreds of
-members. The watermark is the hash ``<prefix>:meta``; an append is one EVALSHA too, which
-advances it, adds the transaction, prunes both entities' entries older than watermark -
-horizon (ZREMRANGEBYSCORE) and refreshes a TTL, so idle entities expire. (The scripts
-touch several keys: single Redis instance.)
+Keys live under ``<prefix>:<use case>``. Per entity two sorted sets scored by time in
+microseconds (exact in a double up to year 2255): ``<ns>:e:<entity>:<key>`` holds every event
+and ``<ns>:l:<entity>:<key>`` the matured labels (a label update is one ZADD, nothing is
+rewritten). With integer event ids an event member is packed bytes ``(time_ns, id,
+values...)`` and a label member the packed id (plus the label, for regression): fixed widths,
+so a fetch is one EVALSHA whose Lua script concatenates each range into one string and the
+client parses it with ``numpy.frombuffer`` instead of hundreds of members. With string ids
+the id follows the packed fields as UTF-8 and the script returns the members themselves.
+The watermark is the hash ``<ns>:meta``; an append is one EVALSHA too, which advances it,
+adds the event, prunes its entities' entries older than watermark - horizon
+(ZREMRANGEBYSCORE) and refreshes a TTL, so idle entities expire. (The scripts touch several
+keys: single Redis instance.)
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
 
-from ml_platform.data.contract import CUSTOMER_ID, TERMINAL_ID, TRANSACTION_ID, TX_DATETIME
-from ml_platform.features.stores.base import ENTITIES, EntityState, OnlineStore, TxRecord, to_ns
+from ml_platform.features.definitions import DEFAULT_USE_CASE
+from ml_platform.features.stores.base import (
+    EntityState,
+    EventRecord,
+    Key,
+    LoadRows,
+    OnlineStore,
+)
 
-_REC = np.dtype([("t", "<i8"), ("id", "<i8"), ("amount", "<f8")])
+if TYPE_CHECKING:
+    from ml_platform.use_cases.loader import UseCase
+
 _ID = np.dtype("<i8")
 
+# KEYS: per entity its events, then its labels. ARGV: per entity its lower bound (us), then
+# the upper bound (us), then "1" to concatenate each range into one string.
 _FETCH_LUA = """
+local n = #KEYS / 2
 local out = {}
-for i = 1, 4 do
-  local lo = ARGV[1]
-  if i > 2 then lo = ARGV[2] end
-  out[i] = table.concat(redis.call('ZRANGEBYSCORE', KEYS[i], lo, ARGV[3]))
+for i = 1, #KEYS do
+  local r = redis.call('ZRANGEBYSCORE', KEYS[i], ARGV[math.floor((i - 1) / 2) + 1], ARGV[n + 1])
+  if ARGV[n + 2] == '1' then out[i] = table.concat(r) else out[i] = r end
 end
 return out
 """
 
-# KEYS: meta, customer tx, customer frauds, terminal tx, terminal frauds.
+# KEYS: meta, then per entity its events and its labels.
 # ARGV: member, time in us, watermark order key, time in ns, horizon in us, ttl in s.
 # The order key is ns + 2**63 as 20 digits: Lua numbers are doubles, too coarse for ns,
 # but fixed-width strings compare exactly; microseconds are exact in a double.
@@ -47,7 +62,7 @@ else
 end
 local old = tonumber(wus) - tonumber(ARGV[5])
 local bound = '(' .. string.format('%d', old)
-for i = 2, 4, 2 do
+for i = 2, #KEYS, 2 do
   redis.call('ZADD', KEYS[i], ARGV[2], ARGV[1])
   redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', bound)
   redis.call('ZREMRANGEBYSCORE', KEYS[i + 1], '-inf', bound)
@@ -57,7 +72,6 @@ end
 return 1
 """
 
-_SHORT = {CUSTOMER_ID: "c", TERMINAL_ID: "t"}
 _ORDER_OFFSET = 2**63
 _TTL_MARGIN_S = 86_400
 
@@ -67,7 +81,8 @@ def _us(ns: int) -> int:
 
 
 class RedisStore(OnlineStore):
-    """State in Redis under ``prefix`` (e.g. ``mlp:fs``); ``clear`` deletes only that prefix.
+    """State in Redis under ``<prefix>:<use case>`` (e.g. ``mlp:fs:fraud``); ``clear``
+    deletes only that namespace.
 
     ``timeout_s`` bounds connecting and every reply: an unreachable or hung Redis raises
     ``redis.TimeoutError`` / ``ConnectionError`` (the API turns them into a 503).
@@ -81,107 +96,122 @@ class RedisStore(OnlineStore):
         prefix: str = "mlp:fs",
         label_delay_days: int = 7,
         timeout_s: float | None = 1.0,
+        use_case: UseCase | str = DEFAULT_USE_CASE,
     ) -> None:
         import redis
 
-        super().__init__(label_delay_days)
+        super().__init__(label_delay_days, use_case)
         self.prefix = prefix
+        self.namespace = f"{prefix}:{self.use_case}"
         self._r = redis.Redis.from_url(
             url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
         )
         self._fetch = self._r.register_script(_FETCH_LUA)
         self._append = self._r.register_script(_APPEND_LUA)
-        self.meta_key = f"{prefix}:meta"
+        self.meta_key = f"{self.namespace}:meta"
         self.ttl_s = self.horizon_ns // 10**9 + _TTL_MARGIN_S
+        values = [(f"v{i}", "<f8") for i in range(self.layout.n_values)]
+        #: integer ids: the whole member; string ids: the packed head before the UTF-8 id
+        self._fixed = self.features.event_id_type == "int"
+        self._rec = np.dtype([("t", "<i8"), *([("id", "<i8")] if self._fixed else []), *values])
+        self._regression = self.features.label_task == "regression"
+        self._lab = np.dtype([*([("id", "<i8")] if self._fixed else []), ("y", "<f8")])
 
-    def _key(self, entity: str, eid: int, fraud: bool = False) -> str:
-        return f"{self.prefix}:{_SHORT[entity]}:{'f:' if fraud else ''}{eid}"
+    def _key(self, entity: str, key: Key, label: bool = False) -> str:
+        return f"{self.namespace}:{'l' if label else 'e'}:{entity}:{key}"
 
-    def fetch(
-        self,
-        customer_id: int,
-        terminal_id: int,
-        customer_lo_ns: int,
-        terminal_lo_ns: int,
-        hi_ns: int,
-    ) -> tuple[EntityState, EntityState]:
+    def _entity_keys(self, keys: Sequence[Key]) -> list[str]:
+        return [
+            k
+            for entity, key in zip(self.entities, keys, strict=True)
+            for k in (self._key(entity, key), self._key(entity, key, label=True))
+        ]
+
+    def fetch_states(
+        self, keys: Sequence[Key], lo_ns: Sequence[int], hi_ns: int
+    ) -> tuple[EntityState, ...]:
         # Scores are whole microseconds: widen by one and filter exactly on the ns field.
-        keys = [
-            self._key(CUSTOMER_ID, customer_id),
-            self._key(CUSTOMER_ID, customer_id, fraud=True),
-            self._key(TERMINAL_ID, terminal_id),
-            self._key(TERMINAL_ID, terminal_id, fraud=True),
-        ]
-        c_tx, c_fr, t_tx, t_fr = self._fetch(
-            keys=keys, args=[_us(customer_lo_ns), _us(terminal_lo_ns), _us(hi_ns) + 1]
+        args = [*(_us(lo) for lo in lo_ns), _us(hi_ns) + 1, "1" if self._fixed else "0"]
+        got = self._fetch(keys=self._entity_keys(keys), args=args)
+        return tuple(
+            self._state(got[2 * i], got[2 * i + 1], lo, hi_ns) for i, lo in enumerate(lo_ns)
         )
-        return _state(c_tx, c_fr, customer_lo_ns, hi_ns), _state(t_tx, t_fr, terminal_lo_ns, hi_ns)
 
-    def append(self, tx: TxRecord) -> None:
-        member = np.array([(tx.time_ns, tx.transaction_id, tx.tx_amount)], dtype=_REC).tobytes()
-        keys = [
-            self.meta_key,
-            self._key(CUSTOMER_ID, tx.customer_id),
-            self._key(CUSTOMER_ID, tx.customer_id, fraud=True),
-            self._key(TERMINAL_ID, tx.terminal_id),
-            self._key(TERMINAL_ID, tx.terminal_id, fraud=True),
-        ]
+    def _member(self, event_id: Key, time_ns: int, values: Sequence[float]) -> bytes:
+        if self._fixed:
+            return np.array([(time_ns, event_id, *values)], dtype=self._rec).tobytes()
+        head = np.array([(time_ns, *values)], dtype=self._rec).tobytes()
+        return head + str(event_id).encode()
+
+    def _label_member(self, event_id: Key, label: float) -> bytes:
+        if not self._regression:
+            return np.array([event_id], dtype=_ID).tobytes() if self._fixed else event_id.encode()
+        if self._fixed:
+            return np.array([(event_id, label)], dtype=self._lab).tobytes()
+        return np.array([label], dtype="<f8").tobytes() + event_id.encode()
+
+    def append(self, event: EventRecord) -> None:
+        keys = [self.meta_key, *self._entity_keys(event.keys)]
         # pruned: whole microseconds before watermark - horizon (fetch filters exactly)
         args = [
-            member,
-            _us(tx.time_ns),
-            f"{tx.time_ns + _ORDER_OFFSET:020d}",
-            tx.time_ns,
+            self._member(event.event_id, event.time_ns, event.values),
+            _us(event.time_ns),
+            f"{event.time_ns + _ORDER_OFFSET:020d}",
+            event.time_ns,
             _us(self.horizon_ns),
             self.ttl_s,
         ]
         self._append(keys=keys, args=args)
 
-    def set_frauds(self, frauds: pd.DataFrame) -> int:
-        frauds = frauds[frauds["tx_fraud"].astype(int) == 1]
+    def _set_labels(
+        self,
+        time_ns: np.ndarray,
+        ids: np.ndarray,
+        keys: tuple[np.ndarray, ...],
+        labels: np.ndarray,
+    ) -> None:
+        members = [
+            self._label_member(i, y) for i, y in zip(ids.tolist(), labels.tolist(), strict=True)
+        ]
+        scores = (time_ns // 1000).tolist()
         p = self._r.pipeline(transaction=False)
-        for row in frauds.itertuples(index=False):
-            score = _us(to_ns(getattr(row, TX_DATETIME)))
-            for entity in ENTITIES:
-                fkey = self._key(entity, int(getattr(row, entity)), fraud=True)
-                p.zadd(fkey, {_id_bytes(int(getattr(row, TRANSACTION_ID))): score})
-                p.expire(fkey, self.ttl_s)
+        for entity, column in zip(self.entities, keys, strict=True):
+            for key, member, score in zip(column.tolist(), members, scores, strict=True):
+                lkey = self._key(entity, key, label=True)
+                p.zadd(lkey, {member: score})
+                p.expire(lkey, self.ttl_s)
         p.execute()
-        return len(frauds)
 
-    def _bulk_insert(self, rows: pd.DataFrame) -> None:
-        if rows.empty:
+    def _bulk_insert(self, rows: LoadRows) -> None:
+        if not len(rows):
             return
-        t = rows["time_ns"].to_numpy(np.int64)
-        recs = np.empty(len(rows), dtype=_REC)
-        recs["t"], recs["id"] = t, rows[TRANSACTION_ID].to_numpy(np.int64)
-        recs["amount"] = rows["tx_amount"].to_numpy(np.float64)
-        buf = recs.tobytes()
-        members = [buf[i : i + _REC.itemsize] for i in range(0, len(buf), _REC.itemsize)]
-        idbuf = recs["id"].astype(_ID).tobytes()
-        ids = [idbuf[i : i + 8] for i in range(0, len(idbuf), 8)]
-        scores = (t // 1000).tolist()
-        fraud = rows["fraud"].to_numpy() == 1
+        times, ids = rows.time_ns.tolist(), rows.ids.tolist()
+        values = list(zip(*(v.tolist() for v in rows.values), strict=True)) or [()] * len(rows)
+        members = [self._member(i, t, v) for i, t, v in zip(ids, times, values, strict=True)]
+        labeled = rows.labels != 0
+        lmembers = {
+            int(j): self._label_member(ids[j], y)
+            for j, y in zip(np.flatnonzero(labeled), rows.labels[labeled].tolist(), strict=True)
+        }
+        scores = (rows.time_ns // 1000).tolist()
         p = self._r.pipeline(transaction=False)
-        for entity in ENTITIES:
-            eids = rows[entity].to_numpy(np.int64)
-            order = np.argsort(eids, kind="stable")
-            bounds = np.flatnonzero(np.diff(eids[order])) + 1
-            for grp in np.split(order, bounds):
-                key = self._key(entity, int(eids[grp[0]]))
-                p.zadd(key, {members[i]: scores[i] for i in grp})
-                p.expire(key, self.ttl_s)
-                fr = grp[fraud[grp]]
-                if len(fr):
-                    fkey = self._key(entity, int(eids[grp[0]]), fraud=True)
-                    p.zadd(fkey, {ids[i]: scores[i] for i in fr})
-                    p.expire(fkey, self.ttl_s)
+        for entity, column in zip(self.entities, rows.keys, strict=True):
+            groups = pd.Series(np.arange(len(rows))).groupby(column, sort=False).indices
+            for key, grp in groups.items():
+                ekey = self._key(entity, key)
+                p.zadd(ekey, {members[i]: scores[i] for i in grp})
+                p.expire(ekey, self.ttl_s)
+                hits = grp[labeled[grp]]
+                if len(hits):
+                    lkey = self._key(entity, key, label=True)
+                    p.zadd(lkey, {lmembers[int(i)]: scores[i] for i in hits})
+                    p.expire(lkey, self.ttl_s)
                 if len(p) >= 5000:
                     p.execute()
         p.execute()
 
     def _keys(self) -> list[bytes]:
-        return list(self._r.scan_iter(match=f"{self.prefix}:*", count=5000))
+        return list(self._r.scan_iter(match=f"{self.namespace}:*", count=5000))
 
     def clear(self) -> None:
         keys = self._keys()
@@ -189,12 +219,12 @@ class RedisStore(OnlineStore):
             self._r.unlink(*keys[i : i + 5000])
 
     def entity_counts(self) -> dict[str, int]:
-        counts = {e: 0 for e in ENTITIES}
-        by_short = {f"{self.prefix}:{s}:": e for e, s in _SHORT.items()}
+        counts = dict.fromkeys(self.entities, 0)
+        heads = {f"{self.namespace}:e:{e}:": e for e in self.entities}
         for k in self._keys():
             key = k.decode()
-            for head, entity in by_short.items():
-                if key.startswith(head) and not key.startswith(head + "f:"):
+            for head, entity in heads.items():
+                if key.startswith(head):
                     counts[entity] += 1
         return counts
 
@@ -209,31 +239,45 @@ class RedisStore(OnlineStore):
     def close(self) -> None:
         self._r.close()
 
+    def _state(self, tx: bytes | list[bytes], fr: bytes | list[bytes], lo_ns: int, hi_ns: int):
+        """One entity's fetched ranges as its state, filtered to ``(lo_ns, hi_ns]`` exactly."""
+        if not tx:
+            return EntityState.empty(self.layout)
+        if self._fixed:
+            recs = np.frombuffer(tx, dtype=self._rec)
+            ids = recs["id"]
+        else:
+            h = self._rec.itemsize
+            recs = np.frombuffer(b"".join(m[:h] for m in tx), dtype=self._rec)
+            ids = np.array([m[h:].decode() for m in tx], dtype=np.str_)
+        labels = self._labels(ids, fr)
+        times = recs["t"]
+        keep = (times > lo_ns) & (times <= hi_ns)
+        if len(times) > 1 and (times[1:] <= times[:-1]).any():
+            # same us or same ns: order by (time, id) exactly as SQLite does, so sums match
+            # bit for bit across stores
+            o = np.lexsort((ids, times))
+            recs, ids, labels, keep = recs[o], ids[o], labels[o], keep[o]
+        if not keep.all():
+            recs, ids, labels = recs[keep], ids[keep], labels[keep]
+        return EntityState(
+            np.ascontiguousarray(recs["t"]),
+            np.ascontiguousarray(ids),
+            tuple(np.ascontiguousarray(recs[f"v{i}"]) for i in range(self.layout.n_values)),
+            labels,
+        )
 
-def _id_bytes(tx_id: int) -> bytes:
-    return np.array([tx_id], dtype=_ID).tobytes()
-
-
-def _state(tx: bytes, fr: bytes, lo_ns: int, hi_ns: int) -> EntityState:
-    if not tx:
-        return EntityState.empty()
-    recs = np.frombuffer(tx, dtype=_REC)
-    times, ids = recs["t"], recs["id"]
-    frauds = np.isin(ids, np.frombuffer(fr, dtype=_ID)).astype(np.int64) if fr else None
-    keep = (times > lo_ns) & (times <= hi_ns)
-    if len(times) > 1 and (times[1:] <= times[:-1]).any():
-        # same us or same ns: order by (time, id) exactly as SQLite does, so sums match bit
-        # for bit across stores
-        o = np.lexsort((ids, times))
-        recs, keep = recs[o], keep[o]
-        frauds = frauds[o] if frauds is not None else None
-    if not keep.all():
-        recs = recs[keep]
-        frauds = frauds[keep] if frauds is not None else None
-    n = len(recs)
-    return EntityState(
-        np.ascontiguousarray(recs["t"]),
-        np.ascontiguousarray(recs["id"]),
-        np.ascontiguousarray(recs["amount"]),
-        frauds if frauds is not None else np.zeros(n, dtype=np.int64),
-    )
+    def _labels(self, ids: np.ndarray, fr: bytes | list[bytes]) -> np.ndarray:
+        """Each event's matured label (0 when none is stored)."""
+        if not fr:
+            return np.zeros(len(ids), dtype=self.layout.label_dtype)
+        if self._fixed and not self._regression:
+            return np.isin(ids, np.frombuffer(fr, dtype=_ID)).astype(np.int64)
+        if self._fixed:
+            lab = np.frombuffer(fr, dtype=self._lab)
+            known = dict(zip(lab["id"].tolist(), lab["y"].tolist(), strict=True))
+        elif self._regression:
+            known = {m[8:].decode(): float(np.frombuffer(m[:8], "<f8")[0]) for m in fr}
+        else:
+            known = dict.fromkeys((m.decode() for m in fr), 1)
+        return np.array([known.get(i, 0) for i in ids.tolist()], dtype=self.layout.label_dtype)
