@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ml_platform.features.online import parse_tx
-from ml_platform.features.stores.base import TxRecord, to_ns
+from ml_platform.features.stores.base import EventRecord, to_ns
 
 REQUEST = {
     "transaction_id": 11,
@@ -24,12 +24,12 @@ class _Request:
 
 
 def test_dict_and_object_requests_parse_to_the_same_record() -> None:
-    expected = TxRecord(11, to_ns("2025-04-01 06:00:00"), 22, 33, 4.5)
+    expected = EventRecord(11, to_ns("2025-04-01 06:00:00"), (22, 33), (4.5,))
     assert parse_tx(REQUEST) == expected
     assert parse_tx(_Request(**REQUEST)) == expected
     # integral floats are accepted as ids; a zero amount is a valid amount
-    assert parse_tx({**REQUEST, "customer_id": 22.0, "tx_amount": 0}) == TxRecord(
-        11, expected.time_ns, 22, 33, 0.0
+    assert parse_tx({**REQUEST, "customer_id": 22.0, "tx_amount": 0}) == EventRecord(
+        11, expected.time_ns, (22, 33), (0.0,)
     )
 
 
@@ -69,7 +69,7 @@ def test_parsed_records_are_used_as_is_and_compute_and_record_appends(tmp_path) 
     count = FEATURE_COLUMNS.index("customer_id_nb_tx_1day_window")
     engine = OnlineFeatureEngine(SQLiteStore(tmp_path / "s.sqlite", label_delay_days=7), 7)
     record = parse_tx(REQUEST)
-    first = engine.compute_and_record(record)  # a TxRecord is taken as it is
+    first = engine.compute_and_record(record)  # a parsed record is taken as it is
     assert first[count] == 1
     assert engine.compute(record)[count] == 1  # recorded once, not counted twice
     second = {**REQUEST, "transaction_id": 12, "tx_datetime": "2025-04-01 07:00:00"}
@@ -123,9 +123,19 @@ def test_calendar_flags_and_gaps_at_the_last_nanosecond(tmp_path) -> None:
     assert engine.compute(an_hour_later)[col["customer_id_seconds_since_prev_tx"]] == 3600.0
 
 
-def test_a_delayed_mean_amount_definition_is_served(tmp_path, monkeypatch) -> None:
+def _with_feature(monkeypatch, extra) -> None:
+    """The engine serves fraud's features plus ``extra``."""
+    import dataclasses
+
     from ml_platform.features import definitions as defs
     from ml_platform.features import online
+
+    fs = dataclasses.replace(defs.feature_set(), features=(*defs.FEATURES, extra))
+    monkeypatch.setattr(online, "feature_set", lambda use_case: fs)
+
+
+def test_a_delayed_mean_amount_definition_is_served(tmp_path, monkeypatch) -> None:
+    from ml_platform.features import definitions as defs
 
     extra = defs.FeatureDef(
         "customer_id_avg_amount_7day_delayed",
@@ -135,7 +145,7 @@ def test_a_delayed_mean_amount_definition_is_served(tmp_path, monkeypatch) -> No
         True,
         value="tx_amount",
     )
-    monkeypatch.setattr(online, "FEATURES", (*defs.FEATURES, extra))
+    _with_feature(monkeypatch, extra)
     engine = _engine(tmp_path, 1)
     for i, (when, amount) in enumerate(
         [("2025-03-20 10:00", 1000.0), ("2025-04-01 10:00", 10.0), ("2025-04-02 09:00", 30.0)]
@@ -154,10 +164,11 @@ def test_a_delayed_mean_amount_definition_is_served(tmp_path, monkeypatch) -> No
 
 def test_an_unsupported_undelayed_aggregate_is_refused(tmp_path, monkeypatch) -> None:
     from ml_platform.features import definitions as defs
-    from ml_platform.features import online
 
-    extra = defs.FeatureDef("customer_id_value_7day", "value", "customer_id", 7 * defs.DAY_NS)
-    monkeypatch.setattr(online, "FEATURES", (*defs.FEATURES, extra))
+    extra = defs.FeatureDef(
+        "customer_id_value_7day", "value", "customer_id", 7 * defs.DAY_NS, value="tx_amount"
+    )
+    _with_feature(monkeypatch, extra)
     with pytest.raises(ValueError) as err:
         _engine(tmp_path, 7).compute(REQUEST)
     assert str(err.value) == "feature 'customer_id_value_7day': unsupported 'now_value'"
