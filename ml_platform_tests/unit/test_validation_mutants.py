@@ -241,3 +241,40 @@ def test_the_schema_of_a_day_holds_its_edges_and_each_typed_check(tmp_path) -> N
     for label in (2, -1):
         with pytest.raises(pandera.errors.SchemaError, match="isin"):
             fraud.validate(binary.assign(tx_fraud=np.int8(label)))
+
+
+def test_a_fresh_fraud_schema_refuses_labels_other_than_0_and_1() -> None:
+    """On a contract built afresh (the shipped one is cached per process)."""
+    import pandera.errors
+
+    from ml_platform.data.validation import EventContract, default_use_case
+
+    schema = EventContract(default_use_case()).schema("2025-04-02")
+    valid = validate_transactions(_raw(), "2025-04-02")[0]
+    schema.validate(valid.assign(tx_fraud=np.int8(0)))
+    for label in (2, -1):
+        with pytest.raises(pandera.errors.SchemaError, match="isin"):
+            schema.validate(valid.assign(tx_fraud=np.int8(label)))
+
+
+def test_whole_floats_up_to_but_excluding_2_to_the_53_lose_their_fraction(tmp_path) -> None:
+    from ml_platform.data.validation import validate_events
+
+    uc = _parcels(tmp_path)
+    for courier, text in [(2.0**53 - 1, "9007199254740991"), (2.0**53, "9007199254740992.0")]:
+        valid = validate_events(_one_parcel(courier=courier), date(2025, 1, 7), uc)[0]
+        assert valid["courier"].tolist() == [text]
+
+
+def test_a_numeric_identity_column_is_hashed_in_its_declared_type(tmp_path) -> None:
+    from ml_platform.data.validation import derive_event_ids
+
+    uc = _parcels(
+        tmp_path,
+        event_id={"column": "parcel_id", "type": "int", "derive_from": ["priority"]},
+        request=["sent_at", "depot", "courier", "weight_kg", "priority"],
+    )
+    as_int = derive_event_ids(_one_parcel(priority=2), uc)
+    assert derive_event_ids(_one_parcel(priority=2.0), uc).tolist() == as_int.tolist()
+    assert derive_event_ids(_one_parcel(priority="2"), uc).tolist() == as_int.tolist()
+    assert as_int.tolist() != derive_event_ids(_one_parcel(priority=3), uc).tolist()
