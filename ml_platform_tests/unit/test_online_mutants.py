@@ -172,3 +172,21 @@ def test_an_unsupported_undelayed_aggregate_is_refused(tmp_path, monkeypatch) ->
     with pytest.raises(ValueError) as err:
         _engine(tmp_path, 7).compute(REQUEST)
     assert str(err.value) == "feature 'customer_id_value_7day': unsupported 'now_value'"
+
+
+def test_a_fresh_parser_and_engine_follow_the_declaration(tmp_path) -> None:
+    """Built afresh (the default use case's parser is cached per process): the declared
+    non-negative rule, the use case as given or by name, the output columns."""
+    from ml_platform.data.validation import default_use_case
+    from ml_platform.features import FEATURE_COLUMNS
+    from ml_platform.features.online import RequestParser, resolve_use_case
+
+    fraud = default_use_case()
+    parse = RequestParser(fraud)
+    assert parse({**REQUEST, "tx_amount": 0.0}).values == (0.0,)
+    with pytest.raises(ValueError) as err:
+        parse({**REQUEST, "tx_amount": -0.01})
+    assert str(err.value) == "tx_amount: must be finite and >= 0, got -0.01"
+    assert resolve_use_case(fraud) is fraud
+    assert resolve_use_case("fraud") is fraud  # the default use case, loaded once
+    assert _engine(tmp_path, 7).columns == FEATURE_COLUMNS
