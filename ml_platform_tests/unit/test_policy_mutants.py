@@ -8,20 +8,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from ml_platform.monitoring.policy import Decision, MonitoringState, PolicyConfig, decide
-
-CFG = PolicyConfig(
-    drift_share_threshold=0.3,
-    performance_margin=0.05,
-    min_new_labeled_days=14,
-    min_days_between_retrains=3,
-)
-DAY = date(2025, 5, 10)
-
-
-def _state(**kw) -> MonitoringState:
-    base = dict(as_of=DAY, drift_share=0.1, recent_ap=0.70, reference_ap=0.72, new_labeled_days=3)
-    return MonitoringState(**(base | kw))
+from ml_platform.monitoring.policy import Decision, PolicyConfig, decide
+from ml_platform_tests.unit.test_policy import CFG, DAY
+from ml_platform_tests.unit.test_policy import state as _state  # the same quiet-day state
 
 
 def test_each_rule_reports_its_exact_reason():
