@@ -232,3 +232,12 @@ def test_features_for_days_default_to_a_seven_day_delay() -> None:
     assert build_features_for_days(tx, ["2025-04-08"], 8)[
         "terminal_id_nb_tx_7day_window"
     ].tolist() == [0.0]
+
+
+def test_an_int32_event_id_column_comes_back_as_int64() -> None:
+    """Integer ids of any width come back as the lake's int64, with the same values."""
+    tx = _tx()
+    expected = build_features(tx)
+    got = build_features(tx.astype({"transaction_id": np.int32}))
+    assert got["transaction_id"].dtype == np.int64
+    pd.testing.assert_frame_equal(got, expected)
