@@ -228,3 +228,21 @@ def test_a_use_case_by_name_and_its_only_non_negative_rule(tmp_path, monkeypatch
     with pytest.raises(ValueError) as err:
         parse({**request, "weight_kg": -0.5})
     assert str(err.value) == "weight_kg: must be finite and >= 0, got -0.5"
+
+
+def test_each_windowed_mean_reads_its_own_value_column(tmp_path) -> None:
+    """Two value columns: the online means of each read that column (as the batch engine)."""
+    from ml_platform.features.online import OnlineFeatureEngine
+    from ml_platform.features.stores.sqlite import SQLiteStore
+    from ml_platform_tests.unit.test_batch_mutants import _routes
+
+    uc = _routes(tmp_path)
+    store = SQLiteStore(tmp_path / "routes.sqlite", label_delay_days=1, use_case=uc)
+    engine = OnlineFeatureEngine(store, label_delay_days=1, use_case=uc)
+    flight = {"departs": "2025-04-01 10:00", "origin": "EWR", "distance": 100.0, "load": 0.5}
+    engine.record({**flight, "flight": "e1"})
+    later = {**flight, "flight": "e2", "departs": "2025-04-01 11:00"}
+    values = engine.compute({**later, "distance": 300.0, "load": 0.7})
+    col = {name: i for i, name in enumerate(engine.columns)}
+    assert values[col["origin_load_1d"]] == pytest.approx(0.6)
+    assert values[col["origin_distance_1d"]] == pytest.approx(200.0)
