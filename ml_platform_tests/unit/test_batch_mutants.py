@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from ml_platform.features import build_features
+from ml_platform.use_cases.loader import UseCase
 
 
 def _tx() -> pd.DataFrame:
@@ -232,3 +234,56 @@ def test_features_for_days_default_to_a_seven_day_delay() -> None:
     assert build_features_for_days(tx, ["2025-04-08"], 8)[
         "terminal_id_nb_tx_7day_window"
     ].tolist() == [0.0]
+
+
+def test_an_int32_event_id_column_comes_back_as_int64() -> None:
+    """Integer ids of any width come back as the lake's int64, with the same values."""
+    tx = _tx()
+    expected = build_features(tx)
+    got = build_features(tx.astype({"transaction_id": np.int32}))
+    assert got["transaction_id"].dtype == np.int64
+    pd.testing.assert_frame_equal(got, expected)
+
+
+def _routes(root: Path) -> UseCase:
+    """The delays use case (a regression label, two value columns) with a matured mean of the
+    label and windowed means of both value columns on one entity."""
+    from ml_platform_tests.unit.test_training_generic import _delays, _write
+
+    spec = _delays() | {"name": "routes"}
+    window = {"kind": "window", "entity": "origin", "function": "mean", "window": "1d"}
+    spec["features"] = [
+        {**window, "name": "origin_delay_1d", "of": "delay", "matured": True},
+        {**window, "name": "origin_load_1d", "of": "load"},
+        {**window, "name": "origin_distance_1d", "of": "distance"},
+    ]
+    return _write(root, spec)
+
+
+def test_a_numeric_label_mean_and_value_means_on_one_entity(tmp_path) -> None:
+    """Each mean reads its own running sums: the label's (exact next to a huge old delay,
+    as for amounts) and each value column's."""
+    flights = pd.DataFrame(
+        {
+            "flight": ["j0", "e1", "j1", "e2", "j2"],
+            "departs": pd.to_datetime(
+                [
+                    "2025-03-01 00:00",
+                    "2025-04-01 10:00",
+                    "2025-04-01 10:00",
+                    "2025-04-02 11:00",
+                    "2025-04-02 11:00",
+                ]
+            ),
+            "origin": ["JFK", "EWR", "JFK", "EWR", "JFK"],
+            "distance": [1.0, 100.0, 2.0, 300.0, 4.0],
+            "load": [0.1, 0.5, 0.2, 0.7, 0.4],
+            "delay": [1e17, 30.0, 3.0, 10.0, 5.0],
+        }
+    )
+    got = build_features(flights, 1, use_case=_routes(tmp_path)).set_index("flight")
+    # e2 and j2: the matured window (t - 2d, t - 1d] holds e1 and j1, the plain one themselves
+    assert got.loc[["e2", "j2"], "origin_delay_1d"].tolist() == [30.0, 3.0]
+    assert got.loc[["e2", "j2"], "origin_load_1d"].tolist() == [0.7, 0.4]
+    assert got.loc[["e2", "j2"], "origin_distance_1d"].tolist() == [300.0, 4.0]
+    assert got.loc[["e1", "j1"], "origin_delay_1d"].tolist() == [0.0, 0.0]

@@ -301,3 +301,50 @@ def test_the_protocol_follows_the_declared_entity_and_label(tmp_path) -> None:
     assert str(err.value) == (
         "task.extra_metrics: use case 'delays' declares no entity_precision_at_k"
     )
+
+
+def test_entity_precision_ranks_the_entity_asked_for(tmp_path) -> None:
+    """Two declared entities: each measure, and a direct call, ranks its own entity, not the
+    first one the task declares; the default k is 100."""
+    from ml_platform_tests.unit.test_training_generic import _delays, _write
+
+    spec = _delays() | {"name": "routes"}
+    spec["schema"] = spec["schema"] | {
+        "entities": {"origin": "string", "dest": "string"},
+        "request": [*spec["schema"]["request"], "dest"],
+    }
+    spec["label"] = {"column": "was_late", "task": "binary", "delay_days": 1}
+    spec["task"] = {
+        "candidates": ["logistic_regression"],
+        "primary_metric": {"name": "average_precision", "direction": "maximize"},
+        "extra_metrics": [
+            {
+                "name": "origin_hits",
+                "function": "entity_precision_at_k",
+                "entity": "origin",
+                "k": 1,
+            },
+            {"name": "dest_hits", "function": "entity_precision_at_k", "entity": "dest", "k": 1},
+        ],
+        "decision": {"kind": "threshold"},
+    }
+    spec["settings"] = {k: v for k, v in spec["settings"].items() if k != "gate_min"}
+    routes = _write(tmp_path, spec)
+    d = pd.Timestamp("2025-04-10 09:00")
+    test = pd.DataFrame(
+        {
+            "departs": [d, d, d],
+            "origin": ["EWR", "JFK", "LGA"],
+            "dest": ["SFO", "LAX", "SFO"],
+            "was_late": [0, 1, 1],
+        }
+    )
+    score = np.array([0.9, 0.8, 0.1])
+    # the top origin (EWR) was on time; the top destination (SFO) had a late flight; with
+    # the default k of 100 both late destinations count: 2 / 100
+    measures = metrics.task_metrics(routes).measures
+    assert measures["origin_hits"](test, score) == 0.0
+    assert measures["dest_hits"](test, score) == 1.0
+    assert metrics.entity_precision_at_k(test, score, 1, entity="dest", use_case=routes) == 1.0
+    assert metrics.entity_precision_at_k(test, score, 1, use_case=routes) == 0.0
+    assert metrics.entity_precision_at_k(test, score, entity="dest", use_case=routes) == 0.02

@@ -190,3 +190,59 @@ def test_a_fresh_parser_and_engine_follow_the_declaration(tmp_path) -> None:
     assert resolve_use_case(fraud) is fraud
     assert resolve_use_case("fraud") is fraud  # the default use case, loaded once
     assert _engine(tmp_path, 7).columns == FEATURE_COLUMNS
+
+
+def test_a_first_event_waits_exactly_the_whole_window(tmp_path) -> None:
+    """No previous event: seconds since the previous one is capped at the window, 30 days."""
+    from ml_platform.features import FEATURE_COLUMNS
+
+    values = _engine(tmp_path, 7).compute(REQUEST)
+    assert values[FEATURE_COLUMNS.index("customer_id_seconds_since_prev_tx")] == 30 * 86_400.0
+
+
+def test_a_use_case_by_name_and_its_only_non_negative_rule(tmp_path, monkeypatch) -> None:
+    """Another use case than fraud, found by name in an extra folder; its weight column has
+    no rule but non_negative, and that one rule is still checked online."""
+    from ml_platform.features.online import RequestParser, resolve_use_case
+    from ml_platform.settings import get_settings
+    from ml_platform_tests.unit.test_validation_generic import write_parcels
+
+    write_parcels(tmp_path)
+    monkeypatch.setenv("ML_PLATFORM_USE_CASE_DIRS", str(tmp_path))
+    get_settings.cache_clear()
+    try:
+        parcels = resolve_use_case("parcels")
+    finally:
+        monkeypatch.delenv("ML_PLATFORM_USE_CASE_DIRS")
+        get_settings.cache_clear()
+    assert parcels.name == "parcels"
+    parse = RequestParser(parcels)
+    request = {
+        "parcel_id": 1,
+        "sent_at": "2025-04-01 06:00:00",
+        "depot": "north",
+        "courier": "ann",
+        "weight_kg": 0.0,
+    }
+    assert parse(request).values == (0.0,)
+    with pytest.raises(ValueError) as err:
+        parse({**request, "weight_kg": -0.5})
+    assert str(err.value) == "weight_kg: must be finite and >= 0, got -0.5"
+
+
+def test_each_windowed_mean_reads_its_own_value_column(tmp_path) -> None:
+    """Two value columns: the online means of each read that column (as the batch engine)."""
+    from ml_platform.features.online import OnlineFeatureEngine
+    from ml_platform.features.stores.sqlite import SQLiteStore
+    from ml_platform_tests.unit.test_batch_mutants import _routes
+
+    uc = _routes(tmp_path)
+    store = SQLiteStore(tmp_path / "routes.sqlite", label_delay_days=1, use_case=uc)
+    engine = OnlineFeatureEngine(store, label_delay_days=1, use_case=uc)
+    flight = {"departs": "2025-04-01 10:00", "origin": "EWR", "distance": 100.0, "load": 0.5}
+    engine.record({**flight, "flight": "e1"})
+    later = {**flight, "flight": "e2", "departs": "2025-04-01 11:00"}
+    values = engine.compute({**later, "distance": 300.0, "load": 0.7})
+    col = {name: i for i, name in enumerate(engine.columns)}
+    assert values[col["origin_load_1d"]] == pytest.approx(0.6)
+    assert values[col["origin_distance_1d"]] == pytest.approx(200.0)

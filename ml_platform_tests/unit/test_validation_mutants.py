@@ -278,3 +278,34 @@ def test_a_numeric_identity_column_is_hashed_in_its_declared_type(tmp_path) -> N
     assert derive_event_ids(_one_parcel(priority=2.0), uc).tolist() == as_int.tolist()
     assert derive_event_ids(_one_parcel(priority="2"), uc).tolist() == as_int.tolist()
     assert as_int.tolist() != derive_event_ids(_one_parcel(priority=3), uc).tolist()
+
+
+def test_one_of_on_a_datetime_column_compares_instants(tmp_path) -> None:
+    """A ``one_of`` rule on the event time: the allowed values are read as timestamps."""
+    from ml_platform.data.validation import validate_events
+
+    slots = ["2025-01-07 00:00:00", "2025-01-07 06:00:00"]
+    uc = _parcels(tmp_path, rules=[{"column": "sent_at", "check": "one_of", "values": slots}])
+    raw = pd.concat(
+        [
+            _one_parcel(sent_at=pd.Timestamp("2025-01-07 06:00")),
+            _one_parcel(sent_at=pd.Timestamp("2025-01-07 12:00"), courier="c002"),
+        ]
+    )
+    valid, quarantine = validate_events(raw, date(2025, 1, 7), uc)
+    assert valid["sent_at"].tolist() == [pd.Timestamp("2025-01-07 06:00")]
+    assert quarantine["reason"].str.startswith("sent_at: not one of").tolist() == [True]
+
+
+def test_the_contract_cache_evicts_the_oldest_use_case(tmp_path, monkeypatch) -> None:
+    """Bounded: past the limit the oldest contract makes room; the newer ones stay cached."""
+    from ml_platform.data import validation
+
+    monkeypatch.setattr(validation, "_CONTRACTS", {})
+    monkeypatch.setattr(validation, "_MAX_CONTRACTS", 2)
+    a, b, d = (_parcels(tmp_path / name) for name in "abd")
+    first_a, first_b = validation.event_contract(a), validation.event_contract(b)
+    assert validation.event_contract(d).use_case is d
+    assert len(validation._CONTRACTS) == 2
+    assert validation.event_contract(b) is first_b
+    assert validation.event_contract(a) is not first_a
