@@ -11,19 +11,7 @@ import pytest
 
 from ml_platform.features import build_features
 from ml_platform.use_cases.loader import UseCase
-
-
-def _tx() -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            "transaction_id": [1, 2],
-            "tx_datetime": pd.to_datetime(["2025-04-01", "2025-04-02"]),
-            "customer_id": [1, 1],
-            "terminal_id": [1, 1],
-            "tx_amount": [1.0, 2.0],
-            "tx_fraud": np.array([0, 1], dtype=np.int8),
-        }
-    )
+from ml_platform_tests.unit.test_features_batch import _two_rows as _tx
 
 
 @pytest.mark.parametrize(

@@ -55,11 +55,13 @@ CORRUPTIONS = {
 }
 
 
-def _corrupt(good: pd.DataFrame, kinds: dict[int, str]) -> pd.DataFrame:
+def _corrupt(
+    good: pd.DataFrame, kinds: dict[int, str], corruptions: dict[str, tuple] = CORRUPTIONS
+) -> pd.DataFrame:
     """An object-dtype copy (like messy input) with row i broken the way kinds[i] says."""
     raw = good.astype(object)
     for i, kind in kinds.items():
-        col, value, _ = CORRUPTIONS[kind]
+        col, value, _ = corruptions[kind]
         raw.iat[i, raw.columns.get_loc(col)] = value
     return raw
 

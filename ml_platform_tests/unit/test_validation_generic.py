@@ -33,6 +33,7 @@ from ml_platform.data.validation import (
 )
 from ml_platform.use_cases.derive import quarantine_reasons
 from ml_platform.use_cases.loader import USE_CASE_FILE, UseCase, load_use_case
+from ml_platform_tests.unit.test_validation import _corrupt as corrupt_rows
 
 DAY = date(2025, 1, 7)
 N = 30
@@ -135,12 +136,8 @@ CORRUPTIONS = {
 
 
 def _corrupt(good: pd.DataFrame, kinds: dict[int, str]) -> pd.DataFrame:
-    """An object-dtype copy (like messy input) with row i broken the way kinds[i] says."""
-    raw = good.astype(object)
-    for i, kind in kinds.items():
-        col, value, _ = CORRUPTIONS[kind]
-        raw.iat[i, raw.columns.get_loc(col)] = value
-    return raw
+    """The fraud tests' corruption helper over this file's corruptions."""
+    return corrupt_rows(good, kinds, CORRUPTIONS)
 
 
 def test_reasons_follow_from_the_declaration(parcels):
