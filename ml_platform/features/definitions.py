@@ -58,6 +58,11 @@ Aggregate = Literal[
     "days_since_first_fraud",  # days from t back to the oldest known positive in the window
     "fraud_share_since_first",  # positives / events since the window's oldest known positive
     "fraud_mean_amount",  # mean value of the known positives in the window (0 when none)
+    "hour",  # hour of the day of the event time (0-23, UTC)
+    "weekday",  # day of the week of the event time (0 = Monday, UTC)
+    "min",  # smallest value (or label) in the window (0 when empty)
+    "max",  # largest value (or label) in the window (0 when empty)
+    "asof",  # a side-table column as known at t (``default`` when none within max_age)
 ]
 
 #: Aggregates that read labels: only allowed on delayed windows.
@@ -72,7 +77,9 @@ LABEL_AGGREGATES = (
 #: Aggregates that read a value column (``FeatureDef.value``).
 VALUE_AGGREGATES = ("value", "mean_amount", "amount_ratio", "fraud_mean_amount")
 #: Aggregates of the event time alone.
-CALENDAR_AGGREGATES = ("weekend", "night")
+CALENDAR_AGGREGATES = ("weekend", "night", "hour", "weekday")
+#: Aggregates over a value column or the label, whichever the feature names.
+EXTREMUM_AGGREGATES = ("min", "max")
 #: Label aggregates that need a 0/1 label.
 BINARY_LABEL_AGGREGATES = (
     "days_since_fraud",
@@ -106,6 +113,14 @@ class FeatureDef:
     description: str = ""
     value: str | None = None
     label: str | None = None
+    #: delayed windows of a label known at a per-row time: the column holding that time;
+    #: the window then covers the events whose label became known in ``(t - w, t]``
+    known_at: str | None = None
+    #: ``asof``: the side table, ``(event column, table key)`` pairs, the value when no row
+    #: is known within ``window_ns`` (the max age); ``value`` is the table's column
+    table: str | None = None
+    join: tuple[tuple[str, str], ...] | None = None
+    default: float | None = None
 
     @property
     def window_days(self) -> int | float | None:
@@ -115,6 +130,18 @@ class FeatureDef:
         if self.window_ns % DAY_NS == 0:
             return self.window_ns // DAY_NS
         return self.window_ns / DAY_NS
+
+
+@dataclass(frozen=True)
+class SideTableDef:
+    """A table joined as of the event time: a row describes ``time`` and is known from
+    ``time + known_after_ns`` on; ``keys`` are its key columns (column, "int"|"string")."""
+
+    name: str
+    keys: tuple[tuple[str, str], ...]
+    time: str
+    columns: tuple[str, ...]
+    known_after_ns: int = 0
 
 
 @dataclass(frozen=True)
@@ -130,9 +157,20 @@ class FeatureSet:
     label: str
     label_task: Literal["binary", "regression"]
     features: tuple[FeatureDef, ...]
+    side_tables: tuple[SideTableDef, ...] = ()
+    #: a label known at a per-row time: its column, and the longest it takes after the event
+    known_at: str | None = None
+    known_within_ns: int | None = None
 
     def __post_init__(self) -> None:
         _check(self.features, self.label_task)
+        _check_per_row(self)
+
+    def side_table(self, name: str) -> SideTableDef:
+        for table in self.side_tables:
+            if table.name == name:
+                return table
+        raise KeyError(f"{self.use_case}: no side table {name!r}")
 
     @cached_property
     def columns(self) -> list[str]:
@@ -153,10 +191,25 @@ class FeatureSet:
         return any(f.label is not None for f in self.features)
 
     @cached_property
+    def join_columns(self) -> tuple[str, ...]:
+        """Event columns the as-of joins read that are not entity keys, in first-use order."""
+        joined = (c for f in self.features if f.join for c, _ in f.join)
+        return tuple(c for c in dict.fromkeys(joined) if c not in self.entity_columns)
+
+    @cached_property
     def input_columns(self) -> tuple[str, ...]:
         """The columns the batch engine needs."""
         label = (self.label,) if self.reads_label else ()
-        return (self.event_id, self.event_time, *self.entity_columns, *self.value_columns, *label)
+        known = (self.known_at,) if any(f.known_at for f in self.features) else ()
+        return (
+            self.event_id,
+            self.event_time,
+            *self.entity_columns,
+            *self.value_columns,
+            *self.join_columns,
+            *label,
+            *known,
+        )
 
     @cached_property
     def version(self) -> str:
@@ -166,10 +219,22 @@ class FeatureSet:
     def horizon_ns(self, label_delay_days: int) -> int:
         """How far back any feature looks (ns): bounds the online state and the look-back."""
         d = label_delay_days * DAY_NS
+
+        def reach(f: FeatureDef) -> int:
+            if f.known_at is not None:
+                return f.window_ns + (self.known_within_ns or 0)
+            return f.window_ns + (d if f.delayed else 0)
+
         return max(
-            (f.window_ns + (d if f.delayed else 0) for f in self.features if f.window_ns),
+            (reach(f) for f in self.features if f.window_ns and f.aggregate != "asof"),
             default=0,
         )
+
+    def side_horizon_ns(self, table: str) -> int:
+        """How far back the as-of joins of a side table look (ns): max age + publication."""
+        known_after = self.side_table(table).known_after_ns
+        ages = [f.window_ns for f in self.features if f.table == table]
+        return max(ages, default=0) + known_after
 
 
 def _check(features: tuple[FeatureDef, ...], label_task: str = "binary") -> None:
@@ -192,20 +257,54 @@ def _check(features: tuple[FeatureDef, ...], label_task: str = "binary") -> None
             raise ValueError(f"feature {f.name!r}: {f.aggregate} needs a binary label")
         if f.aggregate in VALUE_AGGREGATES and f.value is None:
             raise ValueError(f"feature {f.name!r}: {f.aggregate} needs its value column")
+        if f.aggregate in EXTREMUM_AGGREGATES and (f.value is None) == (f.label is None):
+            raise ValueError(f"feature {f.name!r}: {f.aggregate} needs a value or the label")
+        if f.aggregate in EXTREMUM_AGGREGATES and f.label is not None and not f.delayed:
+            raise ValueError(f"feature {f.name!r}: {f.aggregate} of the label needs delayed")
+        if f.aggregate == "asof":
+            if not (f.table and f.join and f.value and f.window_ns and f.default is not None):
+                raise ValueError(
+                    f"feature {f.name!r}: asof needs table, join, value, window_ns, default"
+                )
+            continue
         if f.entity is None and f.aggregate not in ("value", *CALENDAR_AGGREGATES):
             raise ValueError(f"feature {f.name!r}: {f.aggregate} needs an entity")
+
+
+def _check_per_row(fs: FeatureSet) -> None:
+    """Per-row label times need their column and bound; side tables must exist."""
+    for f in fs.features:
+        if f.known_at is not None and (
+            f.known_at != fs.known_at or not f.delayed or fs.known_within_ns is None
+        ):
+            raise ValueError(
+                f"feature {f.name!r}: known_at {f.known_at!r} needs a delayed window and the "
+                "feature set's known_at column with known_within_ns"
+            )
+        if f.table is not None:
+            fs.side_table(f.table)
 
 
 def _version(features: tuple[FeatureDef, ...], event_time: str, event_id: str) -> str:
     payload = json.dumps(
         {
-            "features": [asdict(f) for f in features],
+            "features": [_hashed(f) for f in features],
             "night_last_hour": NIGHT_LAST_HOUR,
             "order": f"{event_time},{event_id}",
         },
         sort_keys=True,
     )
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+#: fields added after the first registered models: hashed only when set, so the version of
+#: a feature set that does not use them stays what it was
+_OPTIONAL_FIELDS = ("known_at", "table", "join", "default")
+
+
+def _hashed(f: FeatureDef) -> dict[str, Any]:
+    fields = asdict(f)
+    return {k: v for k, v in fields.items() if k not in _OPTIONAL_FIELDS or v is not None}
 
 
 def feature_set(use_case: UseCase | str = DEFAULT_USE_CASE) -> FeatureSet:

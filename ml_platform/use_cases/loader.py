@@ -328,6 +328,11 @@ def _schema_problems(spec: UseCaseSpec) -> list[str]:
         problems.append(
             f"label.known_at: {label.known_at!r} must be declared in schema.extras as datetime"
         )
+    if (label.known_at is None) != (label.known_within is None):
+        problems.append(
+            "label.known_within: a label known at a per-row time (known_at) needs known_within, "
+            "how long after its event it is known at most (and only then)"
+        )
     for name, table in s.side_tables.items():
         if table.time in table.keys or table.time in table.columns:
             problems.append(f"schema.side_tables.{name}.time: {table.time!r} is also a key/column")

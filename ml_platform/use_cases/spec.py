@@ -157,6 +157,11 @@ class Label(_Strict):
     task: Literal["binary", "regression"]
     delay_days: int | None = Field(None, ge=1, description="Known this many days after the event.")
     known_at: str | None = Field(None, description="Column holding each row's availability time.")
+    known_within: Window | None = Field(
+        None,
+        description="known_at: a label is known at most this long after its event (rows "
+        "later than that are quarantined); bounds how far back the online state reaches.",
+    )
 
 
 # --- 3. features --------------------------------------------------------------------------
@@ -235,6 +240,7 @@ class AsOfFeature(_Strict):
     column: str
     join: dict[str, str] = Field(min_length=1, description="Event column -> side-table key.")
     max_age: Window
+    default: float = Field(0.0, description="The value when no row is known within max_age.")
     description: str = ""
 
 

@@ -236,16 +236,28 @@ def test_a_use_case_outside_the_package_is_found_by_name(tmp_path: Path, setting
         definitions._named_feature_set.cache_clear()
 
 
-def test_labels_known_at_a_per_row_time_are_refused(tmp_path: Path) -> None:
+def test_labels_known_at_a_per_row_time_need_a_bound_and_translate(tmp_path: Path) -> None:
+    """A per-row label time without ``known_within`` fails at load; with it, every matured
+    window reads that column and the horizon reaches back window + bound."""
     data = _clicks("binary")
     data["schema"]["extras"] = {"paid_at": "datetime"}
     data["label"] = {"column": "bought", "task": "binary", "known_at": "paid_at"}
     folder = tmp_path / "clicks"
     folder.mkdir()
     (folder / USE_CASE_FILE).write_text(yaml.safe_dump(data, sort_keys=False))
-    uc = load_use_case(folder)
-    with pytest.raises(UseCaseError, match="user_known_20min: .* fixed delay only .*paid_at"):
-        feature_set(uc)
+    with pytest.raises(UseCaseError, match="label.known_within: a label known at a per-row"):
+        load_use_case(folder)
+    data["label"]["known_within"] = "1h"
+    (folder / USE_CASE_FILE).write_text(yaml.safe_dump(data, sort_keys=False))
+    fs = feature_set(load_use_case(folder))
+    matured = {f.known_at for f in fs.features if f.delayed}
+    assert matured == {"paid_at"}
+    assert {f.known_at for f in fs.features if not f.delayed} == {None}
+    assert "paid_at" in fs.input_columns
+    longest = max(f.window_ns for f in fs.features if f.delayed)
+    assert fs.horizon_ns(7) == max(
+        longest + 60 * MINUTE_NS, *(f.window_ns for f in fs.features if f.window_ns)
+    )
 
 
 COUNT = FeatureDef("n", "count", "user", MINUTE_NS)

@@ -23,7 +23,7 @@ from ml_platform.cli import main
 from ml_platform.data import contract
 from ml_platform.data.simulator import generate_day
 from ml_platform.data.validation import rule_masks
-from ml_platform.features.definitions import FEATURES
+from ml_platform.features.definitions import FEATURES, feature_set
 from ml_platform.settings import Settings
 from ml_platform.use_cases import (
     UseCaseError,
@@ -33,7 +33,7 @@ from ml_platform.use_cases import (
     resolve_settings,
 )
 from ml_platform.use_cases.derive import CATALOG_KEYS, example_request, quarantine_reasons
-from ml_platform.use_cases.feature_port import to_feature_defs
+from ml_platform.use_cases.feature_port import to_feature_defs, to_feature_set
 from ml_platform.use_cases.loader import PACKAGE_ROOT, USE_CASE_FILE
 
 FRAUD_DIR = PACKAGE_ROOT / "fraud"
@@ -172,15 +172,40 @@ def _weather_join(data: dict[str, Any]) -> None:
 
 
 UNPORTABLE = {
-    "a row function": (
-        _add_feature({"kind": "row", "name": "hour", "function": "hour_of_day"}),
-        "feature hour: today's engines cannot compute hour_of_day",
-    ),
     "another night": (
         _set("features:tx_during_night.last_hour", 5),
         "feature tx_during_night: today's engines use last_hour 6",
     ),
-    "a window function": (
+    "a value's sum": (
+        _add_feature(
+            {
+                "kind": "window",
+                "name": "spent",
+                "entity": "customer_id",
+                "function": "sum",
+                "of": "tx_amount",
+                "window": "1d",
+            }
+        ),
+        "feature spent: today's engines cannot compute sum",
+    ),
+    "an extra value column": (
+        _set("schema.values", {"tx_amount": "float", "fee": "float"}),
+        None,  # the contract plus a column no feature reads: translates unchanged
+    ),
+}
+
+#: declared feature -> the engines' definition it must translate to (name, aggregate, roles)
+PORTED = {
+    "hour of day": (
+        _add_feature({"kind": "row", "name": "hour", "function": "hour_of_day"}),
+        ("hour", "hour", None, None, None),
+    ),
+    "day of week": (
+        _add_feature({"kind": "row", "name": "dow", "function": "day_of_week"}),
+        ("dow", "weekday", None, None, None),
+    ),
+    "a value's maximum": (
         _add_feature(
             {
                 "kind": "window",
@@ -191,28 +216,67 @@ UNPORTABLE = {
                 "window": "1d",
             }
         ),
-        "feature top: today's engines cannot compute max",
+        ("top", "max", "customer_id", "tx_amount", None),
     ),
-    "the label's maximum": (
+    "the label's minimum": (
         _add_feature(
             {
                 "kind": "window",
-                "name": "any_fraud",
+                "name": "all_fraud",
                 "entity": "customer_id",
-                "function": "max",
+                "function": "min",
                 "of": "tx_fraud",
                 "window": "1d",
                 "matured": True,
             }
         ),
-        "feature any_fraud: today's engines cannot compute max",
+        ("all_fraud", "min", "customer_id", None, "tx_fraud"),
     ),
-    "a side-table join": (_weather_join, "feature terminal_temp: today's engines have no side"),
-    "an extra value column": (
-        _set("schema.values", {"tx_amount": "float", "fee": "float"}),
-        None,  # the contract plus a column no feature reads: translates unchanged
-    ),
+    "a side-table join": (_weather_join, ("terminal_temp", "asof", None, "temp", None)),
 }
+
+
+@pytest.mark.parametrize("case", list(PORTED))
+def test_translation_maps_each_function_to_its_aggregate(tmp_path: Path, case: str) -> None:
+    """Each declared function becomes the engines' aggregate of that meaning, on its columns."""
+    mutate, (name, aggregate, entity, value, label) = PORTED[case]
+    uc = load_use_case(write_case(tmp_path, mutate=mutate))
+    defs = to_feature_defs(uc)
+    assert defs[: len(FEATURES)] == FEATURES
+    f = defs[-1]
+    assert (f.name, f.aggregate, f.entity, f.value, f.label) == (
+        name,
+        aggregate,
+        entity,
+        value,
+        label,
+    )
+
+
+def test_translation_of_an_asof_join_keeps_table_keys_age_and_default(tmp_path: Path) -> None:
+    def mutate(data: dict[str, Any]) -> None:
+        _weather_join(data)
+        data["schema"]["side_tables"]["weather"]["known_after"] = "1h"
+        data["features"][-1]["default"] = -1.5
+
+    fs = to_feature_set(load_use_case(write_case(tmp_path, mutate=mutate)))
+    f = fs.features[-1]
+    assert (f.table, f.join, f.window_ns, f.default) == (
+        "weather",
+        (("terminal_id", "terminal_id"),),
+        3 * 3600 * 10**9,
+        -1.5,
+    )
+    (table,) = fs.side_tables
+    assert (table.name, table.keys, table.time, table.columns, table.known_after_ns) == (
+        "weather",
+        (("terminal_id", "int"),),
+        "hour",
+        ("temp",),
+        3600 * 10**9,
+    )
+    assert fs.side_horizon_ns("weather") == 4 * 3600 * 10**9
+    assert fs.horizon_ns(7) == feature_set("fraud").horizon_ns(7)  # joins reach no event state
 
 
 @pytest.mark.parametrize("case", list(UNPORTABLE))
@@ -672,8 +736,16 @@ def test_the_documented_flights_declaration_loads(tmp_path: Path) -> None:
     assert [f.kind for f in uc.features].count("asof") == 2
     assert resolve_settings(uc, environ={}).label_delay_days is None
     assert "distance: below 1" in quarantine_reasons(uc)
-    with pytest.raises(UseCaseError, match="hour_of_day: today's engines cannot compute"):
-        to_feature_defs(uc)
+    fs = to_feature_set(uc)
+    per_row = [f.name for f in fs.features if f.known_at == "dep_at"]
+    assert per_row == [
+        "origin_mean_delay_3hour",
+        "origin_mean_delay_24hour",
+        "carrier_mean_delay_7day",
+        "tailnum_max_delay_24hour",
+    ]
+    assert fs.known_within_ns == 2 * 86_400 * 10**9
+    assert fs.horizon_ns(7) == (7 + 2) * 86_400 * 10**9  # the 7-day window + known_within
 
 
 # --- discovery ------------------------------------------------------------------------------------
