@@ -673,6 +673,12 @@ def resolve_settings(
             where = sources.get(field, f"{use_case.file}: settings.{field}")
             problems.append(f"{where}: {_message(e)}")
         raise UseCaseError("; ".join(problems)) from None
+    if (
+        "source_dir" not in sources
+        and resolved.source_dir is not None
+        and not resolved.source_dir.is_absolute()
+    ):  # a folder's own relative path is relative to the folder, wherever the process runs
+        resolved = resolved.model_copy(update={"source_dir": use_case.folder / resolved.source_dir})
     problems = []
     if use_case.spec.label.known_at is not None and resolved.label_delay_days is not None:
         problems.append(
