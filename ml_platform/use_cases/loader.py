@@ -703,3 +703,26 @@ def resolve_settings(
     if problems:
         raise UseCaseError(f"use case {use_case.name!r}: " + "; ".join(problems))
     return resolved
+
+
+def engine_label_delay(use_case: UseCase, platform_delay: int) -> int:
+    """The label delay the engines and the online store of a use case run with.
+
+    The default use case keeps today's platform variable (``ML_PLATFORM_LABEL_DELAY_DAYS``,
+    ``platform_delay``); any other use case has its own (``<PREFIX>LABEL_DELAY_DAYS``, else
+    its folder). A label known at a per-row time has no fixed delay: the engines ignore the
+    value for those windows, so the platform's is passed through.
+    """
+    from ml_platform.features.definitions import DEFAULT_USE_CASE
+
+    if use_case.name == DEFAULT_USE_CASE or use_case.spec.label.delay_days is None:
+        return platform_delay
+    return int(resolve_settings(use_case).label_delay_days or platform_delay)
+
+
+def registered_model_name(use_case: UseCase, platform_model_name: str) -> str:
+    """The registry name of a use case's model: the default use case keeps today's platform
+    variable (``ML_PLATFORM_MODEL_NAME``, ``platform_model_name``); any other its own."""
+    from ml_platform.features.definitions import DEFAULT_USE_CASE
+
+    return platform_model_name if use_case.name == DEFAULT_USE_CASE else use_case.model_name

@@ -38,7 +38,7 @@ def test_new_use_case_writes_a_folder_that_loads_with_its_sample_days(tmp_path: 
     assert list(found) == ["shop_events"]
     uc = found["shop_events"]
     assert uc.entities == {"account": "string", "item": "string"}
-    assert 'ShopEvents = build_service("shop_events")' in (folder / "service.py").read_text()
+    assert "ShopEvents = build_service(Path(__file__)" in (folder / "service.py").read_text()
     settings = resolve_settings(uc, environ={})
     assert settings.source_dir == folder / "data"  # relative to the folder, not the cwd
     assert (settings.start_date, settings.end_date) == (date(2025, 1, 1), date(2025, 1, 3))
@@ -96,3 +96,20 @@ def test_an_existing_folder_is_never_overwritten(tmp_path: Path, capsys):
 def test_class_names_follow_the_use_case_name():
     assert class_name("shop_events") == "ShopEvents"
     assert class_name("fraud") == "Fraud"
+
+
+def test_the_scaffolded_service_has_the_use_cases_own_api(tmp_path: Path) -> None:
+    """Its BentoML service is built from the folder: the request schema, the batch key and
+    the answer are the use case's, the service is named after its model."""
+    uc = scaffold_use_case("shop", tmp_path, sample_days=1)
+    svc = uc.hook("service.py:Shop")
+    assert svc.name == "shop_model"
+    spec = svc.openapi_spec.asdict()
+    schemas = spec["components"]["schemas"]
+    request = schemas["ShopRequest"]
+    assert request["required"] == ["event_id", "event_time", "account", "item", "amount"]
+    assert request["properties"]["account"]["type"] == "string"
+    assert request["properties"]["amount"]["minimum"] == 0
+    batch = spec["paths"]["/predict_batch"]["post"]["requestBody"]["content"]
+    assert batch["application/json"]["schema"]["required"] == ["events"]
+    assert {"shop_probability", "is_shop", "threshold"} <= set(schemas["Prediction"]["properties"])
