@@ -25,7 +25,8 @@ from ml_platform.data.validation import (
     validate_events,
     validate_side_rows,
 )
-from ml_platform.use_cases.loader import UseCase, resolve_settings
+from ml_platform.settings import get_settings
+from ml_platform.use_cases.loader import UseCase, engine_label_delay
 
 
 @dataclass(frozen=True)
@@ -115,9 +116,7 @@ def features_from_files(use_case: UseCase, source_dir: Path, out: Path) -> Featu
     kwargs: dict[str, Any] = {"use_case": use_case}
     if data.side_tables:
         kwargs["side_tables"] = data.side_tables
-    delay = resolve_settings(use_case).label_delay_days
-    if delay is not None:
-        kwargs["label_delay_days"] = delay
+    kwargs["label_delay_days"] = engine_label_delay(use_case, get_settings().label_delay_days)
     features = build_features(data.events, **kwargs)
     t2 = time.perf_counter()
     write_frame(features, out)
