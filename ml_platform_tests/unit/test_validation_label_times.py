@@ -226,3 +226,32 @@ def test_side_rows_need_their_columns_and_a_declared_table(flights, weather) -> 
         validate_side_rows(weather.drop(columns="visib"), DAY, "weather", flights)
     with pytest.raises(ValueError, match="no side table 'metar' \\(declared: weather\\)"):
         validate_side_rows(weather, DAY, "metar", flights)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    st.dictionaries(
+        st.integers(0, 71),
+        st.sampled_from([*SIDE_CORRUPTIONS, "missing value", "repeat of row 0"]),
+        max_size=20,
+    )
+)
+def test_no_side_row_is_lost_and_every_kept_one_is_clean(flights, weather, broken) -> None:
+    raw = weather.astype(object)
+    for i, kind in broken.items():
+        if kind == "missing value":
+            raw.iat[i, raw.columns.get_loc("precip")] = None
+        elif kind == "repeat of row 0":
+            raw.iloc[i, :2] = raw.iloc[0, :2].to_numpy()
+        else:
+            col, value, _ = SIDE_CORRUPTIONS[kind]
+            raw.iat[i, raw.columns.get_loc(col)] = value
+    valid, quarantine = validate_side_rows(raw, DAY, "weather", flights)
+    assert len(valid) + len(quarantine) == len(raw)
+    assert not valid.duplicated(["origin", "time_hour"]).any()
+    assert valid["origin"].notna().all() and valid["time_hour"].notna().all()
+    assert set(reason_counts(quarantine)) <= set(SIDE_REASONS)
+    wrecked = {i for i, kind in broken.items() if kind in SIDE_CORRUPTIONS}
+    assert len(quarantine) >= len(wrecked)
