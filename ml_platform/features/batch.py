@@ -18,6 +18,24 @@ memory is the output plus one entity's few arrays of n. O(n log n), no per-group
 ``rows`` restricts the *output* to some rows (batch scoring wants a month, not its
 look-back): every row is still history, but windows are searched and aggregated only for
 the rows asked for.
+
+The other kinds, on the same sorted orders:
+
+- ``min`` / ``max`` of a value or the label: a window is a contiguous range ``[start, end)``
+  of the entity order, so a range-extremum query on a sparse table built one level at a
+  time (memory: one level of n; O(n log L) for windows of at most L rows); 0 when empty;
+- per-row label times (``known_at``): a second order per entity, by ``(entity, label time,
+  event id)`` over the rows whose label time is known (NaT never counts); the events whose
+  label became known in ``(t - w, t]`` are a contiguous range of it, found by the same
+  composite-key ``searchsorted`` with the label times' ranks and the wanted rows' event
+  times as queries. Counts, sums, means and extrema read that range as above;
+  ``days_since_*`` read the newest / oldest *event time* of its positives (a range max /
+  min, since that order is not event order) and count ``w + known_within`` when it holds
+  none; ``fraud_share_since_first`` has no such contiguous form and is refused;
+- ``asof``: join keys factorised jointly with the side table's, one ``searchsorted`` on
+  ``key_code * (U + 1) + rank(time + known_after)`` finds the newest row known at or before
+  t; its value if younger than the max age (strictly) and not null, else the default. Rows
+  with the same keys and time: the later row of the table wins.
 """
 
 from __future__ import annotations
