@@ -225,7 +225,6 @@ class _EntityIndex(_Sorted):
         if n:
             np.cumsum(ent[1:] != ent[:-1], out=code[1:])
         del ent
-        self.code = code  # entity number of each sorted position
         self.seg_start = np.flatnonzero(np.r_[True, code[1:] != code[:-1]]) if n else code
         self.seg_len = np.diff(np.r_[self.seg_start, n])
         self.ev = ev
@@ -258,7 +257,7 @@ class _KnownIndex(_Sorted):
         idx = ix.ev.idx
         self.ev = ix.ev
         row_code = np.empty(ix.n, dtype=idx)
-        row_code[ix.order] = ix.code
+        row_code[ix.order] = ix.keys // ix.stride  # the entity number of each row
         rows = np.flatnonzero(valid)
         sort = np.lexsort((ids[rows], known[rows], row_code[rows]))
         self.order = rows[sort].astype(idx)

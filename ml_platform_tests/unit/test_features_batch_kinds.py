@@ -364,10 +364,10 @@ def test_asof_with_two_keys_int_and_string() -> None:
     )  # fmt: skip
     owners = pd.DataFrame(
         {
-            "shop": [3, 3, 7],
-            "owner": ["ann", "bo", "ann"],
-            "since": pd.to_datetime(["2025-04-01 09:30"] * 3),
-            "score": [1.0, 2.0, 3.0],
+            "shop": [3, 3, 7, 3],
+            "owner": ["ann", "bo", "ann", None],  # a null key never matches
+            "since": pd.to_datetime(["2025-04-01 09:30"] * 3 + ["2025-04-01 09:45"]),
+            "score": [1.0, 2.0, 3.0, 99.0],
         }
     )
     tx = _one_user(["2025-04-01 10:00"] * 4, shop=[3, 3, 7, 7], user=["ann", "bo", "ann", "bo"])
