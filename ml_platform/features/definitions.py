@@ -183,8 +183,10 @@ class FeatureSet:
 
     @cached_property
     def value_columns(self) -> tuple[str, ...]:
-        """The value columns some feature reads, in first-use order."""
-        return tuple(dict.fromkeys(f.value for f in self.features if f.value is not None))
+        """The event value columns some feature reads, in first-use order (an ``asof``
+        feature's ``value`` is a side-table column, not one of the events)."""
+        read = (f.value for f in self.features if f.value is not None and f.aggregate != "asof")
+        return tuple(dict.fromkeys(read))
 
     @cached_property
     def reads_label(self) -> bool:
