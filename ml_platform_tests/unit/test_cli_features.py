@@ -146,6 +146,10 @@ def test_flights_days_export_with_their_weather(tmp_path, capsys) -> None:
     reason="the batch engine does not compute as-of joins and per-row label windows yet",
 )
 def test_flights_days_featured(tmp_path, capsys) -> None:
+    """Three days of flights with their weather: what the command writes is the engine's
+    features of the source's validated days, the weather joined as of the prediction time."""
+    from ml_platform.features.batch import build_features
+
     argv = ["--use-case", "flights", "--start", "2013-03-09", "--end", "2013-03-11"]
     report = _export(capsys, tmp_path / "src", *argv)
     out = tmp_path / "features.parquet"
@@ -157,5 +161,35 @@ def test_flights_days_featured(tmp_path, capsys) -> None:
     written = pd.read_parquet(out)
     assert list(written.columns) == ["flight_id", *feature_set("flights").columns]
     assert written["flight_id"].is_unique and len(written) == report["rows"]
-    assert written.notna().all().all()
     assert str(written["flight_id"].dtype) == "int64"  # derived from the id's columns
+
+    flights = load_use_case(PACKAGE_ROOT / "flights")
+    days = [date(2013, 3, d) for d in (9, 10, 11)]
+    events = pd.concat(
+        [validate_events(flights.hook("source.py:load_day")(d), d, flights)[0] for d in days],
+        ignore_index=True,
+    )
+    weather = pd.concat(
+        [flights.hook("source.py:load_weather_day")(d) for d in days], ignore_index=True
+    )
+    expected = build_features(events, use_case=flights, side_tables={"weather": weather})
+    pd.testing.assert_frame_equal(written, expected)
+
+    # one flight by hand: its origin's newest observation published by the prediction time
+    row = events.iloc[len(events) // 2]
+    published = weather["time_hour"] + pd.Timedelta(hours=1)
+    seen = weather[(weather["origin"] == row["origin"]) & (published <= row["predict_at"])]
+    newest = seen.loc[seen["time_hour"].idxmax()]
+    assert row["predict_at"] - (newest["time_hour"] + pd.Timedelta(hours=1)) < pd.Timedelta(hours=3)
+    got = written.set_index("flight_id").loc[row["flight_id"]]
+    assert got["origin_wind_speed"] == newest["wind_speed"]
+    assert got["origin_visibility"] == newest["visib"]
+    # and its origin's mean delay over the flights that departed in the 3 hours before
+    t = row["predict_at"]
+    departed = events[
+        (events["origin"] == row["origin"])
+        & (events["dep_at"] > t - pd.Timedelta(hours=3))
+        & (events["dep_at"] <= t)
+    ]
+    assert len(departed) > 0
+    assert got["origin_mean_delay_3hour"] == pytest.approx(departed["dep_delay"].mean(), abs=1e-9)
