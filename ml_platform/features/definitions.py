@@ -183,8 +183,13 @@ class FeatureSet:
 
     @cached_property
     def value_columns(self) -> tuple[str, ...]:
-        """The value columns some feature reads, in first-use order."""
-        return tuple(dict.fromkeys(f.value for f in self.features if f.value is not None))
+        """The event value columns some feature reads, in first-use order (an as-of
+        feature's ``value`` is a column of its side table, not of the events)."""
+        return tuple(
+            dict.fromkeys(
+                f.value for f in self.features if f.value is not None and f.aggregate != "asof"
+            )
+        )
 
     @cached_property
     def reads_label(self) -> bool:
