@@ -264,6 +264,9 @@ class OnlineFeatureEngine:
         r = self._record(tx)
         t, own = r.time_ns, r.values
         if self._lookups:
+            if len(r.joins) != len(self.features.join_columns):
+                joins = ", ".join(self.features.join_columns)
+                raise ValueError(f"event {r.event_id!r}: needs the join fields {joins}")
             side = [
                 (table, tuple((r.joins if src else r.keys)[i] for src, i in sources))
                 for table, sources in self._lookups

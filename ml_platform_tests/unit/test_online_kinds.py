@@ -172,6 +172,14 @@ def trips(tmp_path_factory) -> UseCase:
 
 
 @pytest.fixture(scope="module")
+def text_trips(tmp_path_factory) -> UseCase:
+    """The same with string event ids (another packing of the label members)."""
+    data = {**_trips(), "name": "text_trips"}
+    data["schema"] = {**data["schema"], "event_id": {"column": "trip_id", "type": "string"}}
+    return _declare(tmp_path_factory.mktemp("text_trips"), data)
+
+
+@pytest.fixture(scope="module")
 def hits(tmp_path_factory) -> UseCase:
     return _declare(tmp_path_factory.mktemp("hits"), _hits())
 
@@ -332,27 +340,35 @@ def test_windows_of_a_label_known_at_a_per_row_time(make_store, trips: UseCase) 
     assert plane["origin_known_1h"] == 0
 
 
-def test_a_label_maturing_later_counts_from_its_own_time(make_store, trips: UseCase) -> None:
+@pytest.mark.parametrize("id_type", ["int", "string"])
+def test_a_label_maturing_later_counts_from_its_own_time(make_store, request, id_type: str) -> None:
     """Loaded as of t - 30min: E3's label (known at t) is not loaded; it arrives through
     set_labels later and counts from its own time on; E4's label arrives with a time at
     last; a label set again replaces the earlier one (value and time)."""
-    store = make_store(trips)
+    use_case = request.getfixturevalue("trips" if id_type == "int" else "text_trips")
+    store = make_store(use_case)
     events = _labels(*HISTORY)
-    stats = store.load(events, T - 30 * MIN)
+    e4, e5 = E4, E5
+    if id_type == "string":
+        events["trip_id"] = [f"t{i}" for i in events["trip_id"]]
+        e4, e5 = {**E4, "trip_id": "t4"}, {**E5, "trip_id": "t5"}
+    stats = store.load(events[events["trip_id"] != e5["trip_id"]], T - 30 * MIN)
     assert stats["rows"] == 4 and stats["labels"] == 2  # E1..E4 kept; E1, E2 known
     engine = OnlineFeatureEngine(store, label_delay_days=1)
     probe = _trip(9, T, distance=80.0, plane="N9")
+    if id_type == "string":
+        probe["trip_id"] = "t9"
     assert _features(engine, probe)["origin_known_1h"] == 1  # E2 only: E3 not loaded
-    engine.record(E5)
+    engine.record(e5)
     engine.record_labels(events)
     at_t = _features(engine, probe)
     assert (at_t["origin_known_1h"], at_t["origin_mean_delay_1h"]) == (2, -2.5)  # E2 E3
     just_before = _features(engine, {**probe, "at": T - NS})  # E1 (known T - 1h) and E2
     assert (just_before["origin_known_1h"], just_before["origin_mean_delay_1h"]) == (2, 12.5)
-    engine.record_labels(_labels((E4, 100.0, T + 10 * MIN)))
+    engine.record_labels(_labels((e4, 100.0, T + 10 * MIN)))
     at = _features(engine, {**probe, "at": T + 10 * MIN})
     assert at["origin_known_1h"] == 3 and at["origin_max_delay_1h"] == 100.0  # E3 E4 E5
-    engine.record_labels(_labels((E4, 40.0, T + 20 * MIN)))  # corrected: later, other value
+    engine.record_labels(_labels((e4, 40.0, T + 20 * MIN)))  # corrected: later, other value
     assert _features(engine, {**probe, "at": T + 10 * MIN})["origin_known_1h"] == 2
     after = _features(engine, {**probe, "at": T + 20 * MIN})
     assert after["origin_known_1h"] == 3 and after["origin_max_delay_1h"] == 40.0

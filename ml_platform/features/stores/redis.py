@@ -454,11 +454,26 @@ class RedisStore(OnlineStore):
     def _labels_and_times(
         self, ids: np.ndarray, fr: bytes | list[bytes]
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Per-row label times: each event's label and when it became known."""
+        """Per-row label times: each event's label and when it became known (vectorised:
+        an entity may hold thousands of events within its reach)."""
         labels = np.zeros(len(ids), dtype=self.layout.label_dtype)
         known = np.full(len(ids), UNKNOWN_NS, dtype=np.int64)
-        if not fr:
+        if not fr or not len(ids):
             return labels, known
+        if self._fixed:
+            lab = np.frombuffer(fr, dtype=self._lab)
+            lab_ids = lab["id"]
+        else:
+            h = self._lab.itemsize
+            lab = np.frombuffer(b"".join(m[:h] for m in fr), dtype=self._lab)
+            lab_ids = np.array([m[h:].decode() for m in fr], dtype=np.str_)
+        order = np.argsort(lab_ids, kind="stable")
+        at = np.minimum(np.searchsorted(lab_ids[order], ids), len(order) - 1)
+        hit = lab_ids[order][at] == ids
+        row = order[at[hit]]
+        labels[hit] = lab["y"][row]
+        known[hit] = lab["k"][row]
+        return labels, known
         if self._fixed:
             lab = np.frombuffer(fr, dtype=self._lab)
             lab_ids = lab["id"].tolist()
