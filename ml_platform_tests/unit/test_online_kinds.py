@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+import redis
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -372,6 +373,9 @@ def test_a_label_maturing_later_counts_from_its_own_time(make_store, request, id
     assert _features(engine, {**probe, "at": T + 10 * MIN})["origin_known_1h"] == 2
     after = _features(engine, {**probe, "at": T + 20 * MIN})
     assert after["origin_known_1h"] == 3 and after["origin_max_delay_1h"] == 40.0
+    if isinstance(store, RedisStore):  # one label member per event: the replaced one is gone
+        members = redis.Redis.from_url(REDIS_URL).zcard(store._key("origin", "JFK", label=True))
+        assert members == 5
 
 
 def test_load_keeps_only_labels_known_by_as_of(make_store, trips: UseCase) -> None:
