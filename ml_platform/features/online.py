@@ -39,7 +39,19 @@ _HOUR_NS = 3600 * 10**9
 #: aggregates the second loop computes (besides every window of a per-row label time)
 _APART = ("hour", "weekday", "min", "max", "asof")
 #: what a window of a label known at a per-row time can aggregate
-_KNOWN_AGGREGATES = ("count", "risk", "fraud_count", "mean_amount", "amount_ratio", "min", "max")
+_KNOWN_AGGREGATES = (
+    "count",
+    "risk",
+    "fraud_count",
+    "mean_amount",
+    "amount_ratio",
+    "min",
+    "max",
+    "days_since_fraud",
+    "days_since_first_fraud",
+    "fraud_mean_amount",
+    "seconds_since_prev",
+)
 
 
 def join_kinds(fs: FeatureSet) -> tuple[tuple[str, str], ...]:
@@ -214,9 +226,16 @@ class OnlineFeatureEngine:
                     f"feature {f.name!r}: {f.aggregate} is not served over a label known at a "
                     f"per-row time ({f.known_at}); served: {', '.join(_KNOWN_AGGREGATES)}"
                 )
+            if f.aggregate == "seconds_since_prev":  # reads no label: the previous event
+                self._plan.append(
+                    (j, "now_" + f.aggregate, e, slot(e, f.window_ns), -1, f.window_ns / 1e9, v)
+                )
+                return
             # its events are known in (t - w, t], so they happened in (t - w - within, t]
-            known_reach[e] = max(known_reach[e], f.window_ns + fs.known_within_ns)
-            self._apart.append((j, "known_" + f.aggregate, e, 0, 0, f.window_ns, v, source))
+            reach = f.window_ns + fs.known_within_ns
+            known_reach[e] = max(known_reach[e], reach)
+            cap = reach / DAY_NS  # days_since_* with no known positive
+            self._apart.append((j, "known_" + f.aggregate, e, 0, 0, f.window_ns, v, source, cap))
         elif f.delayed:
             d_ns = self.d * DAY_NS
             lo, hi = slot(e, d_ns + f.window_ns), slot(e, d_ns)
@@ -390,8 +409,19 @@ class OnlineFeatureEngine:
                         out[j] = mean
                 elif agg == "fraud_count":
                     out[j] = float(picked.sum())
-                else:
+                elif agg in ("min", "max"):
                     out[j] = (picked.min() if agg == "min" else picked.max()) if n else 0.0
+                else:  # of the known positives: their event times or their values
+                    hit = s.labels[mask] != 0
+                    if agg == "fraud_mean_amount":
+                        k = int(hit.sum())
+                        out[j] = float(picked[hit].sum()) / k if k else 0.0
+                    elif not hit.any():
+                        out[j] = src[1]
+                    else:
+                        when = s.times[mask][hit]
+                        edge = when.max() if agg == "days_since_fraud" else when.min()
+                        out[j] = (t - int(edge)) / DAY_NS
             elif agg.startswith("delayed_"):  # (t - d - w, t - d]
                 picked = column[pos[a] : pos[b]]
                 if not len(picked):

@@ -346,13 +346,17 @@ class OnlineStore(ABC):
         return self.side[table]
 
     def _side_rows(self, spec: SideLayout, rows: pd.DataFrame) -> SideRows:
-        """A side table's frame as typed arrays, refusing null keys or times by column."""
+        """A side table's frame as typed arrays. A row with a null key or time can never be
+        joined, so it is left out (as the batch engine does); values must be finite or null."""
         what = f"side table {spec.name}"
         _require(rows, (*(c for c, _ in spec.keys), spec.time, *spec.columns), what)
+        usable = rows[spec.time].notna().to_numpy()
+        for column, _ in spec.keys:
+            usable &= rows[column].notna().to_numpy()
+        if not usable.all():
+            rows = rows[usable]
         keys = []
         for column, kind in spec.keys:
-            if rows[column].isna().any():
-                raise ValueError(f"{what}: {column}: contains nulls")
             try:
                 keys.append(_keys(rows[column], kind))
             except (TypeError, ValueError) as exc:
@@ -361,9 +365,12 @@ class OnlineStore(ABC):
         values = []
         for column in spec.columns:
             try:
-                values.append(pd.to_numeric(rows[column]).to_numpy(np.float64, na_value=np.nan))
+                value = pd.to_numeric(rows[column]).to_numpy(np.float64, na_value=np.nan)
             except (TypeError, ValueError) as exc:
                 raise ValueError(f"{what}: {column}: not numeric ({exc})") from None
+            if np.isinf(value).any():
+                raise ValueError(f"{what}: {column}: must be finite or null")
+            values.append(value)
         return SideRows(tuple(keys), published, tuple(values))
 
     @abstractmethod
