@@ -395,6 +395,8 @@ class OnlineFeatureEngine:
                 mask = known_masks.get((e, w))
                 if mask is None:
                     mask = (s.known > t - w) & (s.known <= t)
+                    # at time t only the events before this one in event order (ids)
+                    mask[e0:] &= s.ids[e0:] < r.event_id
                     known_masks[e, w] = mask
                 picked = column[mask]
                 n = len(picked)

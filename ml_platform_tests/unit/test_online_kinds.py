@@ -462,6 +462,19 @@ def test_positives_known_at_a_per_row_time(make_store, buys: UseCase) -> None:
     assert none["user_buy_spend_2h"] == 0.0
 
 
+def test_a_label_known_at_its_own_event_time(make_store, trips: UseCase) -> None:
+    """Event order decides at a tie: a label known exactly at t counts for the events after
+    its own in event order (a smaller id at t is before), never for its own event."""
+    engine = OnlineFeatureEngine(make_store(trips), label_delay_days=1)
+    first = _trip(1, T, plane="N1")
+    assert _features(engine, first)["origin_known_1h"] == 0
+    engine.record(first)
+    engine.record_labels(_labels((first, 6.0, T)))
+    assert _features(engine, first)["origin_known_1h"] == 0  # recorded: still not its own
+    got = _features(engine, _trip(2, T, plane="N2"))
+    assert (got["origin_known_1h"], got["origin_mean_delay_1h"]) == (1, 6.0)
+
+
 def test_load_keeps_only_labels_known_by_as_of(make_store, trips: UseCase) -> None:
     store = make_store(trips)
     store.load(_labels(*HISTORY), T)
@@ -774,6 +787,8 @@ def _replay_trips(
         delay, done = row.pop(fs.label), row.pop(fs.known_at)
         out[row[fs.event_id]] = engine.compute_and_record(row)
         engine.record_labels(_labels((row, delay, done)))
+        # its own record and label change nothing of its features
+        np.testing.assert_array_equal(engine.compute(row), out[row[fs.event_id]])
     return pd.DataFrame.from_dict(out, orient="index", columns=fs.columns)
 
 
@@ -892,15 +907,13 @@ def test_online_equals_batch_on_hits(make_store, hits: UseCase, events) -> None:
 
 
 @st.composite
-def buy_histories(draw: st.DrawFn, max_rows: int = 25) -> pd.DataFrame:
-    """Visits on a 5-minute grid over 3 hours, paid 1 min to 1 h later or never."""
+def buy_histories(draw: st.DrawFn, lags: list, max_rows: int = 25) -> pd.DataFrame:
+    """Visits on a 5-minute grid over 3 hours, paid ``lags`` later or never."""
     n = draw(st.integers(1, max_rows))
     at = T + pd.to_timedelta(
         np.array(draw(st.lists(st.integers(0, 36), min_size=n, max_size=n))) * 5, unit="min"
     )
-    after = draw(
-        st.lists(st.sampled_from([MIN, 5 * MIN, 30 * MIN, H, None]), min_size=n, max_size=n)
-    )
+    after = draw(st.lists(st.sampled_from([*lags, None]), min_size=n, max_size=n))
     return pd.DataFrame(
         {
             "visit_id": draw(st.permutations(range(n))),
@@ -921,6 +934,7 @@ def _replay_buys(store: OnlineStore, events: pd.DataFrame) -> pd.DataFrame:
         label, paid = row.pop(fs.label), row.pop(fs.known_at)
         out[row[fs.event_id]] = engine.compute_and_record(row)
         engine.record_labels(pd.DataFrame([{**row, fs.label: label, fs.known_at: paid}]))
+        np.testing.assert_array_equal(engine.compute(row), out[row[fs.event_id]])
     return pd.DataFrame.from_dict(out, orient="index", columns=fs.columns)
 
 
@@ -929,7 +943,7 @@ def _replay_buys(store: OnlineStore, events: pd.DataFrame) -> pd.DataFrame:
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-@given(events=buy_histories())
+@given(events=buy_histories([pd.Timedelta(0), MIN, 30 * MIN, H]))
 def test_online_equals_the_reference_on_buys(make_store, buys: UseCase, events) -> None:
     store = make_store(buys)
     store.clear()
@@ -948,7 +962,7 @@ def test_online_equals_the_reference_on_buys(make_store, buys: UseCase, events) 
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-@given(events=buy_histories())
+@given(events=buy_histories([MIN, 5 * MIN, 30 * MIN, H]))
 def test_online_equals_batch_on_buys(make_store, buys: UseCase, events) -> None:
     store = make_store(buys)
     store.clear()
