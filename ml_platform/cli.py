@@ -391,6 +391,17 @@ def _cmd_mlflow_uri(args: argparse.Namespace) -> int:
 # --- use cases --------------------------------------------------------------------------------
 
 
+def serve_target(service: str, folder: str) -> str:
+    """What to pass ``bentoml serve``: a service module of the use-case folder itself is
+    imported from that folder (``--working-dir``), a package module from anywhere."""
+    from pathlib import Path
+
+    module = service.partition(":")[0]
+    if (Path(folder) / f"{module}.py").is_file():
+        return f"{service} --working-dir {folder}"
+    return service
+
+
 def _cmd_use_cases(args: argparse.Namespace) -> int:
     import json
 
@@ -406,12 +417,37 @@ def _cmd_use_cases(args: argparse.Namespace) -> int:
         print(f"{e['name']}: {e['task']}, {e['n_features']} features, entities {entities}")
         print(f"  folder:  {e['folder']}")
         print(f"  model:   {e['model_name']}")
-        print(f"  service: bentoml serve {e['service']}")
+        print(f"  service: bentoml serve {serve_target(e['service'], e['folder'])}")
         print(f"  example request: {json.dumps(e['example_request'])}")
     return 0
 
 
+def _cmd_new_use_case(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ml_platform.use_cases.scaffold import scaffold_use_case
+
+    uc = scaffold_use_case(args.name, Path(args.dir), sample_days=args.sample_days)
+    parent = uc.folder.parent
+    print(f"{uc.folder}: use case {uc.name!r} ({uc.task}, {len(uc.features)} features)")
+    print(f"  sample data: {uc.folder / 'data'} ({args.sample_days} daily files)")
+    print(f"  next: export ML_PLATFORM_USE_CASE_DIRS={parent}; ml-platform use-cases")
+    return 0
+
+
 def _add_use_case_commands(sub) -> None:
+    p = _add_command(
+        sub,
+        "new-use-case",
+        "scaffold a use-case folder (declarations, sample daily files, service) that runs as is",
+        _cmd_new_use_case,
+        "Edit its use_case.yaml to your columns afterwards (docs/USE_CASES.md).",
+    )
+    p.add_argument("name", help="the use case's name (lower case, digits, _)")
+    p.add_argument("--dir", default=".", help="parent folder of the new one (default: .)")
+    p.add_argument(
+        "--sample-days", type=int, default=21, help="days of sample files to write (default: 21)"
+    )
     p = _add_command(
         sub,
         "use-cases",
@@ -458,7 +494,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError) as exc:  # bad input: a clear message, no traceback
+    except (ValueError, FileNotFoundError, FileExistsError) as exc:  # bad input: one clear line
         print(f"ml-platform {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

@@ -358,7 +358,7 @@ class PredictionLogWriter:
             features_json,
             model.feature_version,
             float(score),
-            int(score >= model.threshold),
+            int(score > model.threshold if model.strict else score >= model.threshold),
             float(model.threshold),
             model.name,
             model.version,

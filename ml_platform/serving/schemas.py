@@ -18,7 +18,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model
 
-from ml_platform.use_cases.loader import PACKAGE_ROOT, UseCase, UseCaseError, load_use_case
+from ml_platform.use_cases.loader import PACKAGE_ROOT, UseCase, load_use_case
 from ml_platform.use_cases.spec import Rule
 
 log = logging.getLogger(__name__)
@@ -201,26 +201,31 @@ def _event_key(use_case: UseCase) -> tuple[str, Any]:
 
 
 def answer_fields(use_case: UseCase) -> tuple[str, str]:
-    """The names of the score and of the decision in an answer: ``<use case>_probability``
-    and ``is_<use case>``."""
+    """The names of the score and of the decision in an answer. Binary:
+    ``<use case>_probability`` and ``is_<use case>``; regression: ``predicted_<label>`` and
+    the declared flag."""
+    if use_case.task == "regression":
+        flag = use_case.spec.task.decision.flag or "flag"
+        return f"predicted_{use_case.spec.label.column}", flag
     return f"{use_case.name}_probability", f"is_{use_case.name}"
 
 
 def prediction_model(use_case: UseCase, name: str = "Prediction") -> type[BaseModel]:
     """The champion's answer for one event, keyed by the event id (a shadow challenger is
-    never returned)."""
-    if use_case.task != "binary":
-        raise UseCaseError(
-            f"{use_case.file}: label.task: the real-time API answers binary tasks only "
-            f"(a probability and a threshold decision), not {use_case.task}"
-        )
+    never returned): the score (a probability, or the predicted value), the decision (the
+    alert at the threshold, or the flag above its bound) and the model that gave it."""
     key, key_field = _event_key(use_case)
     score, decision = answer_fields(use_case)
+    bound = (
+        "The alert threshold (decision: score >= threshold)."
+        if use_case.task == "binary"
+        else f"The flag's bound (decision: {score} > threshold)."
+    )
     fields: dict[str, Any] = {
         key: key_field,
         score: (float, ...),
         decision: (bool, ...),
-        "threshold": (float, ...),
+        "threshold": (float, Field(description=bound)),
         "model_name": (str, ...),
         "model_version": (str, ...),
     }
@@ -250,7 +255,7 @@ def feature_vector_model(use_case: UseCase, name: str = "FeatureVector") -> type
 
 
 #: The models of the served use case, under the names the OpenAPI page shows.
-Transaction = request_model(served_use_case(), "Transaction")
+Transaction = request_model(served_use_case(), served_use_case().spec.api.request_name)
 Prediction = prediction_model(served_use_case())
 FeatureVector = feature_vector_model(served_use_case())
 

@@ -63,16 +63,20 @@ class ScoringModel:
     alias: str | None = None
     info: dict[str, Any] = field(default_factory=dict)
     loaded_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
+    #: the decision is ``score > threshold`` (a regression's flag above its bound) rather
+    #: than ``score >= threshold`` (a binary alert at its threshold)
+    strict: bool = False
 
     def score(self, features: np.ndarray) -> np.ndarray:
-        """Fraud probability per row."""
+        """The positive-class probability (binary) or the predicted value, per row."""
         x = np.asarray(features, dtype=np.float64)
         if x.ndim == 1:
             x = x.reshape(1, -1)
         return np.asarray(self.predict_proba(x), dtype=np.float64).reshape(-1)
 
     def decide(self, scores: np.ndarray) -> np.ndarray:
-        return np.asarray(scores) >= self.threshold
+        scores = np.asarray(scores)
+        return scores > self.threshold if self.strict else scores >= self.threshold
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -117,6 +121,8 @@ def native_predict_fn(model: Any) -> Callable[[np.ndarray], np.ndarray]:
         return native_predict_fn(model.booster_)
     if hasattr(model, "predict_proba"):
         return lambda x: model.predict_proba(x)[:, 1]
+    if hasattr(model, "predict"):  # a regressor (e.g. the ridge baseline's pipeline)
+        return model.predict
     if callable(model):
         return model
     raise TypeError(f"model: cannot score with a {kind} (no predict_proba, not callable)")

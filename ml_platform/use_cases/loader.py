@@ -673,6 +673,12 @@ def resolve_settings(
             where = sources.get(field, f"{use_case.file}: settings.{field}")
             problems.append(f"{where}: {_message(e)}")
         raise UseCaseError("; ".join(problems)) from None
+    if (
+        "source_dir" not in sources
+        and resolved.source_dir is not None
+        and not resolved.source_dir.is_absolute()
+    ):  # a folder's own relative path is relative to the folder, wherever the process runs
+        resolved = resolved.model_copy(update={"source_dir": use_case.folder / resolved.source_dir})
     problems = []
     if use_case.spec.label.known_at is not None and resolved.label_delay_days is not None:
         problems.append(
@@ -697,3 +703,26 @@ def resolve_settings(
     if problems:
         raise UseCaseError(f"use case {use_case.name!r}: " + "; ".join(problems))
     return resolved
+
+
+def engine_label_delay(use_case: UseCase, platform_delay: int) -> int:
+    """The label delay the engines and the online store of a use case run with.
+
+    The default use case keeps today's platform variable (``ML_PLATFORM_LABEL_DELAY_DAYS``,
+    ``platform_delay``); any other use case has its own (``<PREFIX>LABEL_DELAY_DAYS``, else
+    its folder). A label known at a per-row time has no fixed delay: the engines ignore the
+    value for those windows, so the platform's is passed through.
+    """
+    from ml_platform.features.definitions import DEFAULT_USE_CASE
+
+    if use_case.name == DEFAULT_USE_CASE or use_case.spec.label.delay_days is None:
+        return platform_delay
+    return int(resolve_settings(use_case).label_delay_days or platform_delay)
+
+
+def registered_model_name(use_case: UseCase, platform_model_name: str) -> str:
+    """The registry name of a use case's model: the default use case keeps today's platform
+    variable (``ML_PLATFORM_MODEL_NAME``, ``platform_model_name``); any other its own."""
+    from ml_platform.features.definitions import DEFAULT_USE_CASE
+
+    return platform_model_name if use_case.name == DEFAULT_USE_CASE else use_case.model_name

@@ -348,6 +348,20 @@ class ResolvedSettings(SettingsSpec):
     label_delay_days: int | None = Field(None, ge=1)
 
 
+# --- names on the real-time API ---------------------------------------------------------
+
+
+class ApiSpec(_Strict):
+    """Names the use case's API shows (its OpenAPI page, its batch body); derived if absent."""
+
+    request_name: str | None = Field(
+        None,
+        pattern=r"^[A-Z][A-Za-z0-9]*$",
+        description="OpenAPI name of the request model (default: <Name>Request).",
+    )
+    batch_key: Name = Field("events", description="Body key of /predict_batch's list.")
+
+
 # --- the whole declaration ----------------------------------------------------------------
 
 
@@ -362,3 +376,4 @@ class UseCaseSpec(_Strict):
     task: Task
     source: Source
     settings: SettingsSpec
+    api: ApiSpec = ApiSpec()

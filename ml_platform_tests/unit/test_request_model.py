@@ -37,7 +37,7 @@ from ml_platform.serving.schemas import (
     served_use_case,
 )
 from ml_platform.serving.scoring import ScoringModel
-from ml_platform.use_cases import UseCaseError, load_use_case
+from ml_platform.use_cases import load_use_case
 from ml_platform.use_cases.derive import example_request
 from ml_platform.use_cases.loader import USE_CASE_FILE
 
@@ -247,7 +247,7 @@ def test_answer_and_feature_vector_are_keyed_by_the_event_id(returns) -> None:
     assert fv.model_fields["order_id"].annotation is str
 
 
-def test_a_regression_use_case_has_no_binary_answer(tmp_path: Path) -> None:
+def test_a_regression_answer_is_the_predicted_value_and_its_flag(tmp_path: Path) -> None:
     data = json.loads(json.dumps(RETURNS))
     data["label"]["task"] = "regression"
     data["task"] = {
@@ -256,8 +256,19 @@ def test_a_regression_use_case_has_no_binary_answer(tmp_path: Path) -> None:
         "decision": {"kind": "value_and_flag", "flag": "late", "above": 1.0},
     }
     uc = write_returns(tmp_path, data)
-    with pytest.raises(UseCaseError, match="label.task: the real-time API answers binary tasks"):
-        prediction_model(uc)
+    model = prediction_model(uc)
+    label = uc.spec.label.column
+    assert list(model.model_fields) == [
+        "order_id",
+        f"predicted_{label}",
+        "late",
+        "threshold",
+        "model_name",
+        "model_version",
+    ]
+    assert "> threshold" in model.model_fields["threshold"].description
+    with pytest.raises(ValidationError, match="late"):
+        model.model_validate({"order_id": "o", f"predicted_{label}": 2.0, "threshold": 1.0})
     assert "order_id" in request_model(uc).model_fields  # the request needs no answer
 
 

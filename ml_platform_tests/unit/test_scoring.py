@@ -383,3 +383,21 @@ def test_service_module_keeps_heavy_libraries_off_the_serving_path() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_a_regressor_scores_its_predicted_value_and_flags_strictly_above() -> None:
+    """The ridge baseline has no predict_proba: its scores are its predictions, and a
+    regression's flag is value > bound (a value exactly at the bound is not flagged)."""
+    from sklearn.linear_model import Ridge
+
+    from ml_platform.serving.scoring import ScoringModel
+
+    x = np.array([[0.0], [1.0], [2.0], [3.0]])
+    ridge = Ridge(alpha=1e-9).fit(x, 10 * x[:, 0])
+    fn = native_predict_fn(ridge)
+    np.testing.assert_allclose(fn(x), [0, 10, 20, 30], atol=1e-6)
+    flag = ScoringModel("flights_delay", "1", 15.0, fn, strict=True)
+    alert = ScoringModel("fraud_detector", "1", 15.0, fn)
+    scores = np.array([14.0, 15.0, 16.0])
+    assert flag.decide(scores).tolist() == [False, False, True]
+    assert alert.decide(scores).tolist() == [False, True, True]
