@@ -132,7 +132,8 @@ def _trips() -> dict[str, Any]:
 
 
 def _hits() -> dict[str, Any]:
-    """Calendar fields and extrema of values and of a label known after a fixed delay."""
+    """Calendar fields and extrema of values and of a label known after a fixed delay, and
+    an as-of join on two keys (a string entity and an int request field), known at once."""
     return {
         "name": "hits",
         "service": "hits_service:Hits",
@@ -141,7 +142,15 @@ def _hits() -> dict[str, Any]:
             "event_time": "at",
             "entities": {"user": "string"},
             "values": {"spend": "float"},
-            "request": ["hit_id", "at", "user", "spend"],
+            "extras": {"shop": "int"},
+            "request": ["hit_id", "at", "user", "spend", "shop"],
+            "side_tables": {
+                "prices": {
+                    "keys": {"buyer": "string", "shop": "int"},
+                    "time": "since",
+                    "columns": {"price": "float"},
+                }
+            },
         },
         "label": {"column": "gain", "task": "regression", "delay_days": 1},
         "features": [
@@ -153,6 +162,14 @@ def _hits() -> dict[str, Any]:
             _window("user_max_gain_1h", "user", "max", of="gain", window="1h", **MATURED),
             _window("user_min_spend_1h", "user", "min", of="spend", window="1h", **MATURED),
             _window("user_max_spend_1h", "user", "max", of="spend", window="1h", **MATURED),
+            {
+                "kind": "asof",
+                "name": "price",
+                "table": "prices",
+                "column": "price",
+                "join": {"user": "buyer", "shop": "shop"},
+                "max_age": "1d",
+            },
         ],
         "task": _REGRESSION_TASK,
         "source": {"default": "files"},
@@ -304,7 +321,13 @@ def _features(engine: OnlineFeatureEngine, event: dict[str, Any]) -> dict[str, f
 
 def test_hour_and_weekday_of_the_event_time(make_store, hits: UseCase) -> None:
     engine = OnlineFeatureEngine(make_store(hits), label_delay_days=1)
-    before_ten = {"hit_id": "h1", "at": T - NS, "user": "u", "spend": 1.0}  # 09:59:59.99..
+    before_ten = {
+        "hit_id": "h1",
+        "at": T - NS,
+        "user": "u",
+        "spend": 1.0,
+        "shop": 1,
+    }  # 09:59:59.99..
     assert (_features(engine, before_ten)["hour"], _features(engine, before_ten)["weekday"]) == (
         9,
         0,
@@ -346,14 +369,14 @@ def test_min_max_after_a_fixed_delay(make_store, hits: UseCase) -> None:
         ("d", T - d + NS, 0.5, 100.0),  # after t - d: not known yet
     ]
     for hit_id, at, spend, gain in rows:
-        event = {"hit_id": hit_id, "at": at, "user": "u", "spend": spend}
+        event = {"hit_id": hit_id, "at": at, "user": "u", "spend": spend, "shop": 1}
         engine.record(event)
         engine.record_labels(pd.DataFrame([{**event, "gain": gain}]))
-    got = _features(engine, {"hit_id": "p", "at": T, "user": "u", "spend": 5.0})
+    got = _features(engine, {"hit_id": "p", "at": T, "user": "u", "spend": 5.0, "shop": 1})
     assert (got["user_min_gain_1h"], got["user_max_gain_1h"]) == (-3.0, 9.0)
     assert (got["user_min_spend_1h"], got["user_max_spend_1h"]) == (2.0, 30.0)
     assert (got["user_min_spend_30min"], got["user_max_spend_30min"]) == (5.0, 5.0)
-    empty = _features(engine, {"hit_id": "p", "at": T, "user": "new", "spend": 5.0})
+    empty = _features(engine, {"hit_id": "p", "at": T, "user": "new", "spend": 5.0, "shop": 1})
     assert (empty["user_min_gain_1h"], empty["user_max_spend_1h"]) == (0.0, 0.0)
 
 
@@ -522,6 +545,30 @@ def test_as_of_row_published_at_t_null_and_max_age(make_store, trips: UseCase) -
     assert _features(engine, {**probe, "dest": "L:GA"})["dest_visib"] == -1.0
 
 
+def test_as_of_join_on_two_keys_string_and_int(make_store, hits: UseCase) -> None:
+    """Keys are matched together and by type; at equal times the later row wins; a row
+    known at once (no publication delay) is read from its own time on."""
+    store = make_store(hits)
+    engine = OnlineFeatureEngine(store, label_delay_days=1)
+    prices = pd.DataFrame(
+        {
+            "buyer": ["u", "u", "u", "u\x1f1", "v"],
+            "shop": [1, 2, 1, 1, 1],
+            "since": [T - H, T - H, T - H, T - H, T],
+            "price": [5.0, 7.0, 6.0, 8.0, 3.0],
+        }
+    )
+    assert store.put_side_rows("prices", prices) == 5
+    probe = {"hit_id": "p", "at": T, "user": "u", "spend": 1.0, "shop": 1}
+    assert _features(engine, probe)["price"] == 6.0  # (u, 1): the later of the two rows
+    assert _features(engine, {**probe, "shop": 2})["price"] == 7.0
+    assert _features(engine, {**probe, "shop": 3})["price"] == 0.0
+    assert _features(engine, {**probe, "user": "v"})["price"] == 3.0  # since exactly t
+    assert _features(engine, {**probe, "user": "v", "at": T - NS})["price"] == 0.0
+    with pytest.raises(ValueError, match="shop: must be an integer"):
+        engine.compute({**probe, "shop": 1.5})
+
+
 def test_put_side_rows_is_idempotent_and_replaces_by_key_and_time(
     make_store, trips: UseCase
 ) -> None:
@@ -673,18 +720,27 @@ def trip_histories(draw: st.DrawFn, max_rows: int = 25) -> tuple[pd.DataFrame, p
     return trips, weather
 
 
-def _asof(f, weather: pd.DataFrame, fs: FeatureSet, key: str, t: int) -> float:
+def _asof(f, tables: dict[str, pd.DataFrame], fs: FeatureSet, event: pd.Series) -> float:
+    """The side-table row with the event's keys and the newest publication at or before t
+    (at a tie the later row of the table), if younger than max_age and not null."""
     table = fs.side_table(f.table)
-    published = weather["hour"].to_numpy().view(np.int64) + table.known_after_ns
-    rows = np.flatnonzero((weather["airport"].to_numpy() == key) & (published <= t))
-    if not len(rows):
+    rows = tables[f.table]
+    t = event[fs.event_time].value
+    published = rows[table.time].to_numpy().view(np.int64) + table.known_after_ns
+    match = published <= t
+    for column, key in f.join:
+        match &= rows[key].to_numpy() == event[column]
+    found = np.flatnonzero(match)
+    if not len(found):
         return f.default
-    newest = rows[np.argmax(published[rows])]
-    value = weather[f.value].to_numpy(float)[newest]
+    newest = found[published[found] == published[found].max()][-1]
+    value = rows[f.value].to_numpy(float)[newest]
     return value if t - published[newest] < f.window_ns and not np.isnan(value) else f.default
 
 
-def reference(events: pd.DataFrame, weather: pd.DataFrame, fs: FeatureSet, d: int) -> np.ndarray:
+def reference(
+    events: pd.DataFrame, tables: dict[str, pd.DataFrame], fs: FeatureSet, d: int
+) -> np.ndarray:
     """Every feature of every event from the definitions' wording, one at a time."""
     t = events[fs.event_time].to_numpy().view(np.int64)
     ids = events[fs.event_id].to_numpy()
@@ -705,8 +761,7 @@ def reference(events: pd.DataFrame, weather: pd.DataFrame, fs: FeatureSet, d: in
                 out[i, j] = ts.hour if f.aggregate == "hour" else ts.dayofweek
                 continue
             if f.aggregate == "asof":
-                ((column, _),) = f.join
-                out[i, j] = _asof(f, weather, fs, events[column].to_numpy()[i], t[i])
+                out[i, j] = _asof(f, tables, fs, events.iloc[i])
                 continue
             same = events[f.entity].to_numpy() == events[f.entity].to_numpy()[i]
             before = (t < t[i]) | ((t == t[i]) & (ids < ids[i]))
@@ -803,7 +858,7 @@ def test_online_equals_the_reference_on_trips(trip_store: OnlineStore, history, 
     fs = trip_store.features
     trip_store.clear()
     online = _replay_trips(trip_store, events, weather, data)
-    want = pd.DataFrame(reference(events, weather, fs, 1), columns=fs.columns)
+    want = pd.DataFrame(reference(events, {"weather": weather}, fs, 1), columns=fs.columns)
     want.index = events[fs.event_id].to_numpy()
     np.testing.assert_allclose(
         online.to_numpy(float), want.loc[online.index].to_numpy(float), rtol=1e-9, atol=1e-9
@@ -837,28 +892,51 @@ def test_online_equals_batch_on_trips(trip_store: OnlineStore, history, data) ->
 
 
 @st.composite
-def hit_histories(draw: st.DrawFn, max_rows: int = 25) -> pd.DataFrame:
-    """Hits on three days at minute offsets that are exact window lengths apart."""
+def hit_histories(draw: st.DrawFn, max_rows: int = 25) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Hits on three days at minute offsets that are exact window lengths apart, and price
+    rows of (buyer, shop) with ties in time (the later row wins) and nulls."""
     n = draw(st.integers(1, max_rows))
     days = np.array(draw(st.lists(st.integers(0, 2), min_size=n, max_size=n)))
     minutes = np.array(
         draw(st.lists(st.sampled_from([0, 1, 30, 60, 61, 90]), min_size=n, max_size=n))
     )
     at = T + pd.to_timedelta(days * DAY_NS + minutes * MIN.value)
-    return pd.DataFrame(
+    events = pd.DataFrame(
         {
             "hit_id": [f"h{i}" for i in draw(st.permutations(range(n)))],
             "at": at,
             "user": draw(st.lists(st.sampled_from(["ann", "bo"]), min_size=n, max_size=n)),
             "spend": draw(st.lists(st.sampled_from([0.0, 2.5, 40.0]), min_size=n, max_size=n)),
             "gain": draw(st.lists(st.sampled_from([-2.0, 0.0, 7.5]), min_size=n, max_size=n)),
+            "shop": draw(st.lists(st.sampled_from([1, 2]), min_size=n, max_size=n)),
         }
     )
+    rows = draw(
+        st.lists(
+            st.tuples(
+                st.sampled_from(["ann", "bo"]),
+                st.sampled_from([1, 2]),
+                st.sampled_from([-1, 0, 1, 2]),  # days from T, at 00:30
+                st.sampled_from([np.nan, 1.0, 9.5]),
+            ),
+            max_size=10,
+        )
+    )
+    prices = pd.DataFrame(
+        {
+            "buyer": [r[0] for r in rows],
+            "shop": np.array([r[1] for r in rows], dtype=np.int64),
+            "since": T + pd.to_timedelta([r[2] * DAY_NS + 30 * MIN.value for r in rows]),
+            "price": [r[3] for r in rows],
+        }
+    )
+    return events, prices
 
 
-def _replay_hits(store: OnlineStore, events: pd.DataFrame) -> pd.DataFrame:
+def _replay_hits(store: OnlineStore, events: pd.DataFrame, prices: pd.DataFrame) -> pd.DataFrame:
     fs = store.features
     engine = OnlineFeatureEngine(store, label_delay_days=1)
+    store.put_side_rows("prices", prices)
     out = {}
     for row in events.sort_values([fs.event_time, fs.event_id]).to_dict("records"):
         gain = row.pop(fs.label)
@@ -872,13 +950,14 @@ def _replay_hits(store: OnlineStore, events: pd.DataFrame) -> pd.DataFrame:
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-@given(events=hit_histories())
-def test_online_equals_the_reference_on_hits(make_store, hits: UseCase, events) -> None:
+@given(history=hit_histories())
+def test_online_equals_the_reference_on_hits(make_store, hits: UseCase, history) -> None:
+    events, prices = history
     store = make_store(hits)
     store.clear()
     fs = store.features
-    online = _replay_hits(store, events)
-    want = pd.DataFrame(reference(events, events.iloc[:0], fs, 1), columns=fs.columns)
+    online = _replay_hits(store, events, prices)
+    want = pd.DataFrame(reference(events, {"prices": prices}, fs, 1), columns=fs.columns)
     want.index = events[fs.event_id].to_numpy()
     np.testing.assert_allclose(
         online.to_numpy(float), want.loc[online.index].to_numpy(float), rtol=1e-9, atol=1e-9
@@ -891,13 +970,16 @@ def test_online_equals_the_reference_on_hits(make_store, hits: UseCase, events) 
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-@given(events=hit_histories())
-def test_online_equals_batch_on_hits(make_store, hits: UseCase, events) -> None:
+@given(history=hit_histories())
+def test_online_equals_batch_on_hits(make_store, hits: UseCase, history) -> None:
+    events, prices = history
     store = make_store(hits)
     store.clear()
     fs = store.features
-    online = _replay_hits(store, events)
-    want = build_features(events, label_delay_days=1, use_case=hits).set_index(fs.event_id)
+    online = _replay_hits(store, events, prices)
+    want = build_features(
+        events, label_delay_days=1, use_case=hits, side_tables={"prices": prices}
+    ).set_index(fs.event_id)
     np.testing.assert_allclose(
         online.to_numpy(float),
         want.loc[online.index, fs.columns].to_numpy(float),
@@ -949,7 +1031,7 @@ def test_online_equals_the_reference_on_buys(make_store, buys: UseCase, events) 
     store.clear()
     fs = store.features
     online = _replay_buys(store, events)
-    want = pd.DataFrame(reference(events, events.iloc[:0], fs, 1), columns=fs.columns)
+    want = pd.DataFrame(reference(events, {}, fs, 1), columns=fs.columns)
     want.index = events[fs.event_id].to_numpy()
     np.testing.assert_allclose(
         online.to_numpy(float), want.loc[online.index].to_numpy(float), rtol=1e-9, atol=1e-9
