@@ -18,11 +18,29 @@ memory is the output plus one entity's few arrays of n. O(n log n), no per-group
 ``rows`` restricts the *output* to some rows (batch scoring wants a month, not its
 look-back): every row is still history, but windows are searched and aggregated only for
 the rows asked for.
+
+The other kinds, on the same sorted orders:
+
+- ``min`` / ``max`` of a value or the label: a window is a contiguous range ``[start, end)``
+  of the entity order, so a range-extremum query on a sparse table built one level at a
+  time (memory: one level of n; O(n log L) for windows of at most L rows); 0 when empty;
+- per-row label times (``known_at``): a second order per entity, by ``(entity, label time,
+  event id)`` over the rows whose label time is known (NaT never counts); the events whose
+  label became known in ``(t - w, t]`` are a contiguous range of it, found by the same
+  composite-key ``searchsorted`` with the label times' ranks and the wanted rows' event
+  times as queries. Counts, sums, means and extrema read that range as above;
+  ``days_since_*`` read the newest / oldest *event time* of its positives (a range max /
+  min, since that order is not event order) and count ``w + known_within`` when it holds
+  none; ``fraud_share_since_first`` has no such contiguous form and is refused;
+- ``asof``: join keys factorised jointly with the side table's, one ``searchsorted`` on
+  ``key_code * (U + 1) + rank(time + known_after)`` finds the newest row known at or before
+  t; its value if younger than the max age (strictly) and not null, else the default. Rows
+  with the same keys and time: the later row of the table wins.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import date
 from typing import TYPE_CHECKING
@@ -33,6 +51,7 @@ import pandas as pd
 from ml_platform.features.definitions import (
     DAY_NS,
     DEFAULT_USE_CASE,
+    EXTREMUM_AGGREGATES,
     NIGHT_LAST_HOUR,
     SECOND_NS,
     FeatureSet,
@@ -52,11 +71,12 @@ def _check_input(tx: pd.DataFrame, fs: FeatureSet) -> None:
     missing = [c for c in fs.input_columns if c not in tx.columns]
     if missing:
         raise ValueError(f"{fs.use_case} events: missing column(s) {missing}")
-    time_col = fs.event_time
-    if not pd.api.types.is_datetime64_any_dtype(tx[time_col]):
-        raise ValueError(f"{time_col}: must be a datetime column, got {tx[time_col].dtype}")
+    known = fs.known_at if fs.known_at in fs.input_columns else None
+    for time_col in (fs.event_time, known):
+        if time_col and not pd.api.types.is_datetime64_any_dtype(tx[time_col]):
+            raise ValueError(f"{time_col}: must be a datetime column, got {tx[time_col].dtype}")
     for col in fs.input_columns:
-        if tx[col].isna().any():
+        if col != known and tx[col].isna().any():  # an unknown label time (NaT) never counts
             raise ValueError(f"{col}: contains nulls")
     if tx[fs.event_id].duplicated().any():
         raise ValueError(f"{fs.event_id}: not unique")
@@ -113,40 +133,21 @@ class _Events:
         return r
 
 
-class _EntityIndex:
-    """Rows of one entity in event order, with searchsorted window edges.
+class _Sorted:
+    """Rows in a sorted order cut into per-entity segments, and window sums over it.
 
-    Positions are in the entity-sorted order; ``out`` are the positions of the wanted rows
-    (increasing), and every per-row array handed to the aggregates is aligned with ``out``.
+    ``order`` is the input row at each sorted position, ``seg_start``/``seg_len`` the
+    segments (one per entity present), ``rows`` the wanted input rows the queries are for and
+    ``out_code`` each query's segment (any valid one when its window is empty).
     """
 
-    def __init__(self, entity: np.ndarray, ev: _Events, wanted: np.ndarray):
-        # stable sort of the event order by entity = order by (entity, time, id)
-        idx = ev.idx
-        self.order = ev.order[np.argsort(entity[ev.order], kind="stable")]
-        ent = entity[self.order]
-        n = len(ent)
-        code = np.zeros(n, dtype=idx)
-        if n:
-            np.cumsum(ent[1:] != ent[:-1], out=code[1:])
-        del ent
-        self.seg_start = np.flatnonzero(np.r_[True, code[1:] != code[:-1]]) if n else code
-        self.seg_len = np.diff(np.r_[self.seg_start, n])
-        self.ev = ev
-        self.stride = len(ev.utimes) + 1
-        self.keys = code.astype(np.int64) * self.stride  # (entity, time rank): increasing
-        self.keys += ev.rank[self.order]
-        self.n = n
-        self.out = np.flatnonzero(wanted[self.order]).astype(idx)
-        self.rows = self.order[self.out]  # input row of each wanted position
-        self.out_code = code[self.out]  # entity number of each wanted row
-        self.first = self.seg_start[self.out_code].astype(idx)  # the entity's first position
-
-    def first_after(self, offset_ns: int) -> np.ndarray:
-        """Sorted position of the entity's first row with time > t - offset (per row)."""
-        q = self.out_code.astype(np.int64) * self.stride
-        q += self.ev.rank_after(offset_ns)[self.rows]  # increasing queries
-        return np.searchsorted(self.keys, q, side="left").astype(self.ev.idx)
+    ev: _Events
+    order: np.ndarray
+    n: int
+    seg_start: np.ndarray
+    seg_len: np.ndarray
+    rows: np.ndarray
+    out_code: np.ndarray
 
     def prefix(self, values: np.ndarray, dtype) -> np.ndarray:
         """Prefix sums over all entities with a leading 0, in sorted order (exact integers)."""
@@ -167,7 +168,7 @@ class _EntityIndex:
         """
         v = values[self.order].astype(dtype, copy=False)
         n_seg = len(self.seg_start)
-        out = np.zeros(self.n + n_seg, dtype=dtype)
+        out = np.zeros(max(self.n + n_seg, 1), dtype=dtype)  # one slot if no row: empty sums
         if not self.n:
             return out
         bucket = np.ceil(np.log2(self.seg_len)).astype(np.int64)
@@ -207,11 +208,116 @@ class _EntityIndex:
         return out
 
 
+class _EntityIndex(_Sorted):
+    """Rows of one entity in event order, with searchsorted window edges.
+
+    Positions are in the entity-sorted order; ``out`` are the positions of the wanted rows
+    (increasing), and every per-row array handed to the aggregates is aligned with ``out``.
+    """
+
+    def __init__(self, entity: np.ndarray, ev: _Events, wanted: np.ndarray):
+        # stable sort of the event order by entity = order by (entity, time, id)
+        idx = ev.idx
+        self.order = ev.order[np.argsort(entity[ev.order], kind="stable")]
+        ent = entity[self.order]
+        n = len(ent)
+        code = np.zeros(n, dtype=idx)
+        if n:
+            np.cumsum(ent[1:] != ent[:-1], out=code[1:])
+        del ent
+        self.seg_start = np.flatnonzero(np.r_[True, code[1:] != code[:-1]]) if n else code
+        self.seg_len = np.diff(np.r_[self.seg_start, n])
+        self.ev = ev
+        self.stride = len(ev.utimes) + 1
+        self.keys = code.astype(np.int64) * self.stride  # (entity, time rank): increasing
+        self.keys += ev.rank[self.order]
+        self.n = n
+        self.out = np.flatnonzero(wanted[self.order]).astype(idx)
+        self.rows = self.order[self.out]  # input row of each wanted position
+        self.out_code = code[self.out]  # entity number of each wanted row
+        self.first = self.seg_start[self.out_code].astype(idx)  # the entity's first position
+
+    def first_after(self, offset_ns: int) -> np.ndarray:
+        """Sorted position of the entity's first row with time > t - offset (per row)."""
+        q = self.out_code.astype(np.int64) * self.stride
+        q += self.ev.rank_after(offset_ns)[self.rows]  # increasing queries
+        return np.searchsorted(self.keys, q, side="left").astype(self.ev.idx)
+
+
+class _KnownIndex(_Sorted):
+    """The rows whose label time is known, sorted by (entity, label time, event id).
+
+    A per-row-label window of a wanted row (its entity's events whose label became known in
+    ``(t - w, t]``) is then the contiguous range ``[first_after(w), first_after(0))``; the
+    queries are the same wanted rows as the entity index's, in the same (increasing) order.
+    Rows whose label time is NaT are left out: they never count.
+    """
+
+    def __init__(self, ix: _EntityIndex, known: np.ndarray, valid: np.ndarray, t, ids):
+        idx = ix.ev.idx
+        self.ev = ix.ev
+        row_code = np.empty(ix.n, dtype=idx)
+        row_code[ix.order] = ix.keys // ix.stride  # the entity number of each row
+        rows = np.flatnonzero(valid)
+        sort = np.lexsort((ids[rows], known[rows], row_code[rows]))
+        self.order = rows[sort].astype(idx)
+        del rows, sort
+        code = row_code[self.order]
+        at = known[self.order]
+        self.n = len(self.order)
+        self.utimes = np.unique(at)
+        self.stride = len(self.utimes) + 1
+        self.keys = code.astype(np.int64) * self.stride
+        self.keys += np.searchsorted(self.utimes, at)
+        self.seg_start = np.flatnonzero(np.r_[True, code[1:] != code[:-1]]) if self.n else code
+        self.seg_len = np.diff(np.r_[self.seg_start, self.n])
+        seg_code = code[self.seg_start]
+        self.rows = ix.rows
+        self.query_code = ix.out_code
+        last = max(len(seg_code) - 1, 0)
+        self.out_code = np.minimum(np.searchsorted(seg_code, ix.out_code), last).astype(idx)
+        self.query_t = t[ix.rows]
+
+    def first_after(self, offset_ns: int) -> np.ndarray:
+        """Known-order position of the entity's first row known after t - offset (per row)."""
+        q = self.query_code.astype(np.int64) * self.stride
+        q += np.searchsorted(self.utimes, self.query_t - offset_ns, "right")
+        return np.searchsorted(self.keys, q, side="left").astype(self.ev.idx)
+
+
+def _range_extreme(v: np.ndarray, start: np.ndarray, end: np.ndarray, ufunc) -> np.ndarray:
+    """``ufunc.reduce(v[start:end])`` per query (``minimum`` or ``maximum``), 0 if empty.
+
+    A sparse table built one level at a time: level k holds the extreme of every run of
+    2**k positions, and a window of length L is the extreme of two overlapping runs of
+    2**floor(log2 L). Queries are answered at their level, then the level is replaced by the
+    next, so memory stays one level of n; O(n log L_max) work, no loop per row.
+    """
+    out = np.zeros(len(start), dtype=v.dtype)
+    length = (end - start).astype(np.int64)
+    todo = np.flatnonzero(length > 0)
+    if not len(todo):
+        return out
+    level = np.frexp(length[todo])[1] - 1  # floor(log2 L), exact for integers
+    by_level = np.argsort(level, kind="stable")
+    todo, level = todo[by_level], level[by_level]
+    bounds = np.searchsorted(level, np.arange(int(level[-1]) + 2))
+    table = v.copy()
+    for k in range(int(level[-1]) + 1):
+        q = todo[bounds[k] : bounds[k + 1]]
+        if len(q):
+            out[q] = ufunc(table[start[q]], table[end[q] - (1 << k)])
+        if k < level[-1]:
+            half = 1 << k
+            table = ufunc(table[:-half], table[half:])
+    return out
+
+
 class _Frauds:
     """One entity's known-fraud prefix counts and, computed once if needed, for every sorted
     position the newest fraud before it and the oldest fraud at or after it."""
 
-    def __init__(self, ix: _EntityIndex, fraud: np.ndarray):
+    def __init__(self, ix: _Sorted, fraud: np.ndarray):
         self.cs = ix.prefix(fraud, ix.ev.idx)  # counts: int32 below 2**31 rows
         self.n = ix.n
         self._last: np.ndarray | None = None
@@ -261,16 +367,20 @@ def build_features(
     label_delay_days: int = 7,
     *,
     rows: np.ndarray | None = None,
-    use_case: UseCase | str = DEFAULT_USE_CASE,
+    use_case: UseCase | FeatureSet | str = DEFAULT_USE_CASE,
+    side_tables: Mapping[str, pd.DataFrame] | None = None,
 ) -> pd.DataFrame:
     """Point-in-time features: the event id + the use case's feature columns.
 
     Every event is history; the output has one row per event, or only the rows where the
     boolean mask ``rows`` is true, in the input order. Every feature is float64 (as the
     online engine returns them). The label is read only through delayed windows.
+    ``side_tables`` (name -> rows) feed the ``asof`` features; a use case with some needs them.
+    ``use_case`` may also be a ``FeatureSet`` built directly.
     """
+    fs = _feature_set(use_case)
     with _small_pages():
-        return _build_features(transactions, label_delay_days, rows, feature_set(use_case))
+        return _build_features(transactions, label_delay_days, rows, fs, side_tables)
 
 
 def build_features_for_days(
@@ -278,19 +388,26 @@ def build_features_for_days(
     days: Iterable[date | str],
     label_delay_days: int = 7,
     *,
-    use_case: UseCase | str = DEFAULT_USE_CASE,
+    use_case: UseCase | FeatureSet | str = DEFAULT_USE_CASE,
+    side_tables: Mapping[str, pd.DataFrame] | None = None,
 ) -> pd.DataFrame:
     """Features of the events that fall on ``days`` (every row is still history), with their
     keys: event id, event time, entity keys + the feature columns, in the input order. What
     a batch run over some days writes and scores."""
     from ml_platform.data.lake import on_days
 
-    fs = feature_set(use_case)
+    fs = _feature_set(use_case)
     own = on_days(transactions, days, column=fs.event_time)
-    out = build_features(transactions, label_delay_days, rows=own, use_case=use_case)
+    out = build_features(
+        transactions, label_delay_days, rows=own, use_case=use_case, side_tables=side_tables
+    )
     for i, col in enumerate((fs.event_time, *fs.entity_columns), start=1):
         out.insert(i, col, transactions[col].to_numpy()[own])
     return out
+
+
+def _feature_set(use_case: UseCase | FeatureSet | str) -> FeatureSet:
+    return use_case if isinstance(use_case, FeatureSet) else feature_set(use_case)
 
 
 def _label_values(tx: pd.DataFrame, fs: FeatureSet) -> np.ndarray | None:
@@ -308,8 +425,122 @@ def _label_values(tx: pd.DataFrame, fs: FeatureSet) -> np.ndarray | None:
     return label
 
 
+def _label_times(tx: pd.DataFrame, fs: FeatureSet) -> tuple[np.ndarray, np.ndarray] | None:
+    """Per-row label times (ns, naive UTC) and whether each is known (not NaT), if read."""
+    if fs.known_at not in fs.input_columns:
+        return None
+    times = naive_utc(tx[fs.known_at])
+    return times.to_numpy(dtype="datetime64[ns]").view(np.int64), times.notna().to_numpy()
+
+
+def _asof_features(
+    fs: FeatureSet,
+    tx: pd.DataFrame,
+    t: np.ndarray,
+    wanted: np.ndarray,
+    side_tables: Mapping[str, pd.DataFrame] | None,
+) -> dict[int, np.ndarray]:
+    """Every ``asof`` feature of the wanted rows (feature position -> values): the side
+    table's row with the event's join keys and the newest ``time + known_after <= t``; its
+    column if that row is younger than the max age and the value is not null, else the
+    feature's default. Rows sharing keys and availability time: the later row of the table
+    wins (a correction appended to the table replaces what it corrects)."""
+    joins: dict[tuple, list[int]] = {}
+    for j, f in enumerate(fs.features):
+        if f.aggregate == "asof":
+            joins.setdefault((f.table, f.join), []).append(j)
+    t_out = t[wanted]
+    out = {}
+    for (name, join), positions in joins.items():
+        table = fs.side_table(name)
+        if side_tables is None or name not in side_tables:
+            raise ValueError(f"{fs.use_case}: side table {name!r} is missing (side_tables=)")
+        rows = side_tables[name]
+        wanted_columns = [key for _, key in join] + [table.time]
+        wanted_columns += [fs.features[j].value for j in positions]
+        missing = [c for c in dict.fromkeys(wanted_columns) if c not in rows.columns]
+        if missing:
+            raise ValueError(f"side table {name!r}: missing column(s) {missing}")
+        if not pd.api.types.is_datetime64_any_dtype(rows[table.time]):
+            raise ValueError(
+                f"side table {name!r}: {table.time}: must be a datetime column, "
+                f"got {rows[table.time].dtype}"
+            )
+        event_code, row_code = _join_codes(tx, wanted, rows, join)
+        times = naive_utc(rows[table.time])
+        usable = (row_code >= 0) & times.notna().to_numpy()
+        available = times.to_numpy(dtype="datetime64[ns]").view(np.int64) + table.known_after_ns
+        row = _newest_at_or_before(event_code, t_out, row_code, available, usable)
+        found = row >= 0
+        row = np.maximum(row, 0)  # a placeholder where none is found (masked by found)
+        age = np.where(found, t_out - available[row], 0) if len(rows) else row
+        for j in positions:
+            f = fs.features[j]
+            column = _side_values(rows, name, f.value)
+            value = column[row] if len(rows) else np.full(len(row), np.nan)
+            ok = found & (age < f.window_ns) & ~np.isnan(value)
+            out[j] = np.where(ok, value, f.default)
+    return out
+
+
+def _join_codes(
+    tx: pd.DataFrame, wanted: np.ndarray, rows: pd.DataFrame, join: tuple[tuple[str, str], ...]
+) -> tuple[np.ndarray, np.ndarray]:
+    """One int64 code per wanted event and per side-table row for their join keys, equal
+    exactly when every key is equal (strings or integers); -1 for a table row with a null key."""
+    m = int(wanted.sum())
+    combined = None
+    for event_column, key in join:
+        both = np.concatenate([tx[event_column].to_numpy()[wanted], rows[key].to_numpy()])
+        codes, uniques = pd.factorize(both)
+        codes = codes.astype(np.int64)
+        if combined is None:
+            combined = codes
+        else:
+            null = (combined < 0) | (codes < 0)
+            combined, _ = pd.factorize(combined * (len(uniques) + 1) + codes)
+            combined = np.where(null, -1, combined.astype(np.int64))
+    return combined[:m], combined[m:]
+
+
+def _newest_at_or_before(
+    code: np.ndarray, t: np.ndarray, row_code: np.ndarray, at: np.ndarray, usable: np.ndarray
+) -> np.ndarray:
+    """Per query, the table row with its code and the largest ``at <= t`` (the last such row
+    of the table at a tie), or -1: one searchsorted on the key ``code * (U + 1) + rank(at)``."""
+    rows = np.flatnonzero(usable)
+    if not len(rows):
+        return np.full(len(code), -1, dtype=np.int64)
+    sort = np.lexsort((rows, at[rows], row_code[rows]))  # ties: the table's order
+    rows = rows[sort]
+    at_sorted = at[rows]
+    uat = np.unique(at_sorted)
+    stride = len(uat) + 1
+    keys = row_code[rows] * stride + np.searchsorted(uat, at_sorted)
+    q = code * stride + np.searchsorted(uat, t, "right")
+    pos = np.searchsorted(keys, q, "left") - 1  # the last row with key < (code, rank after t)
+    hit = pos >= 0
+    hit[hit] = row_code[rows[pos[hit]]] == code[hit]
+    return np.where(hit, rows[np.maximum(pos, 0)], -1)
+
+
+def _side_values(rows: pd.DataFrame, table: str, column: str) -> np.ndarray:
+    """A side-table column as float64 (null -> NaN, the feature's default then applies)."""
+    try:
+        values = rows[column].to_numpy(dtype=np.float64, na_value=np.nan)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"side table {table!r}: {column}: must be numeric ({e})") from None
+    if np.isinf(values).any():
+        raise ValueError(f"side table {table!r}: {column}: must be finite or null")
+    return values
+
+
 def _build_features(
-    transactions: pd.DataFrame, label_delay_days: int, rows: np.ndarray | None, fs: FeatureSet
+    transactions: pd.DataFrame,
+    label_delay_days: int,
+    rows: np.ndarray | None,
+    fs: FeatureSet,
+    side_tables: Mapping[str, pd.DataFrame] | None,
 ) -> pd.DataFrame:
     d = check_label_delay(label_delay_days)
     _check_input(transactions, fs)
@@ -342,9 +573,23 @@ def _build_features(
             values[:, j] = (t_out // DAY_NS + 3) % 7 >= 5  # 1970-01-01 was a Thursday
         elif f.aggregate == "night":
             values[:, j] = (t_out % DAY_NS) // _HOUR_NS <= NIGHT_LAST_HOUR
-        else:
-            groups.setdefault((f.entity, f.window_ns, f.delayed), []).append(j)
+        elif f.aggregate == "hour":
+            values[:, j] = (t_out % DAY_NS) // _HOUR_NS
+        elif f.aggregate == "weekday":
+            values[:, j] = (t_out // DAY_NS + 3) % 7  # 0 = Monday
+        elif f.aggregate != "asof":
+            per_row = f.known_at is not None
+            if per_row and f.aggregate == "fraud_share_since_first":
+                raise ValueError(
+                    f"feature {f.name!r}: fraud_share_since_first needs a fixed label delay: "
+                    "'events since the oldest positive' has no contiguous form by label time"
+                )
+            groups.setdefault((f.entity, f.window_ns, f.delayed, per_row), []).append(j)
+    if any(f.aggregate == "asof" for f in features):
+        for j, column in _asof_features(fs, transactions, t, wanted, side_tables).items():
+            values[:, j] = column
     del t_out
+    known_at = _label_times(transactions, fs)
 
     def run_entity(entity: str) -> None:
         ix = _EntityIndex(_keys(transactions[entity]), ev, wanted)
@@ -352,8 +597,34 @@ def _build_features(
         frauds = _Frauds(ix, label) if label is not None and fs.label_task == "binary" else None
         at = dest[ix.rows]
         delay_end = None  # shared by every delayed window of the entity
-        for (e, w, delayed), cols in groups.items():
+        by_label_time = None  # (index, sums, frauds, window end) of the per-row label times
+        for (e, w, delayed, per_row), cols in groups.items():
             if e != entity:
+                continue
+            if per_row:
+                if by_label_time is None:
+                    kix = _KnownIndex(ix, known_at[0], known_at[1], t, ids)
+                    by_label_time = (
+                        kix,
+                        _Sums(kix, value_of, label, fs.label_task),
+                        _Frauds(kix, label) if frauds is not None else None,
+                        kix.first_after(0),
+                    )
+                kix, ksums, kfrauds, end = by_label_time
+                start = kix.first_after(w)
+                count = end - start
+                for j in cols:
+                    # the gap to the previous event reads no window edge: event order
+                    f, own = features[j], features[j].aggregate == "seconds_since_prev"
+                    values[at, j] = _aggregate(
+                        *(f, ix, start, end, count, sums, frauds)
+                        if own
+                        else (f, kix, start, end, count, ksums, kfrauds),
+                        value_of,
+                        t,
+                        fs.known_within_ns,
+                    )
+                del start, count
                 continue
             if delayed:
                 start = ix.first_after(d * DAY_NS + w)
@@ -366,7 +637,7 @@ def _build_features(
             count = end - start
             for j in cols:
                 values[at, j] = _aggregate(
-                    features[j], ix, start, end, count, sums, frauds, value_of, t, d
+                    features[j], ix, start, end, count, sums, frauds, value_of, t, d * DAY_NS
                 )
             del start, end, count
 
@@ -383,7 +654,7 @@ class _Sums:
     """One entity's running sums, each computed on first use: value columns (80-bit: exact
     means), values of the known positives (few per entity: float64) and a numeric label."""
 
-    def __init__(self, ix: _EntityIndex, value_of: dict, label: np.ndarray | None, task: str):
+    def __init__(self, ix: _Sorted, value_of: dict, label: np.ndarray | None, task: str):
         self.ix, self.value_of, self.label, self.task = ix, value_of, label, task
         self._cache: dict[tuple[str, str | None], np.ndarray] = {}
 
@@ -402,11 +673,17 @@ class _Sums:
         return self._cache[key]
 
 
-def _aggregate(f, ix: _EntityIndex, start, end, count, sums: _Sums, frauds, value_of, t, d):
-    """One feature's values for the wanted rows (aligned with ``ix.out``)."""
-    m = len(ix.out)
+def _aggregate(f, ix: _Sorted, start, end, count, sums: _Sums, frauds, value_of, t, lag_ns):
+    """One feature's values for the wanted rows (aligned with ``ix.rows``); windows are the
+    sorted positions ``[start, end)`` of ``ix``, ``lag_ns`` how far before t a delayed window
+    may end (the delay, or the longest a per-row label takes): days_since_* with no positive."""
+    m = len(ix.rows)
     if f.aggregate == "count":
         return count
+    if f.aggregate in EXTREMUM_AGGREGATES:
+        column = value_of[f.value] if f.value is not None else sums.label
+        ufunc = np.minimum if f.aggregate == "min" else np.maximum
+        return _range_extreme(column[ix.order].astype(np.float64), start, end, ufunc)
     if f.aggregate in ("risk", "fraud_count") and frauds is None:  # a numeric label
         if f.aggregate == "fraud_count":
             return ix.window_sum(sums.get("label"), start, end)
@@ -414,9 +691,23 @@ def _aggregate(f, ix: _EntityIndex, start, end, count, sums: _Sums, frauds, valu
         mean[count == 0] = 0.0
         return mean
     cs_fraud = frauds.cs if frauds is not None else None
-    empty_days = (d * DAY_NS + (f.window_ns or 0)) / DAY_NS  # days_since_* with no positive
+    empty_days = (lag_ns + (f.window_ns or 0)) / DAY_NS  # days_since_* with no positive
     if f.aggregate == "fraud_count":
         return cs_fraud[end] - cs_fraud[start]
+    if isinstance(ix, _KnownIndex) and f.aggregate in (
+        "days_since_fraud",
+        "days_since_first_fraud",
+    ):
+        # the known order is not event order: the newest (oldest) positive's event time is a
+        # range maximum (minimum) over the window's positives
+        newest = f.aggregate == "days_since_fraud"
+        bound = np.iinfo(np.int64).min if newest else np.iinfo(np.int64).max
+        times = np.where(sums.label[ix.order] != 0, t[ix.order], bound)
+        edge = _range_extreme(times, start, end, np.maximum if newest else np.minimum)
+        hit = cs_fraud[end] != cs_fraud[start]
+        out = np.full(m, empty_days)
+        out[hit] = (t[ix.rows[hit]] - edge[hit]) / DAY_NS
+        return out
     if f.aggregate == "days_since_fraud":
         # newest positive at a sorted position < end
         idx = np.full(m, -1, dtype=np.int64)

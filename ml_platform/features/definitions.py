@@ -183,13 +183,10 @@ class FeatureSet:
 
     @cached_property
     def value_columns(self) -> tuple[str, ...]:
-        """The event value columns some feature reads, in first-use order (an as-of
-        feature's ``value`` is a column of its side table, not of the events)."""
-        return tuple(
-            dict.fromkeys(
-                f.value for f in self.features if f.value is not None and f.aggregate != "asof"
-            )
-        )
+        """The event value columns some feature reads, in first-use order (an ``asof``
+        feature's ``value`` is a side-table column, not one of the events)."""
+        read = (f.value for f in self.features if f.value is not None and f.aggregate != "asof")
+        return tuple(dict.fromkeys(read))
 
     @cached_property
     def reads_label(self) -> bool:

@@ -146,16 +146,31 @@ def click_histories(draw: st.DrawFn, task: str, max_rows: int = 40) -> pd.DataFr
     )
 
 
-def reference_features(tx: pd.DataFrame, fs: FeatureSet, d: int) -> np.ndarray:
+def reference_features(
+    tx: pd.DataFrame,
+    fs: FeatureSet,
+    d: int,
+    side_tables: dict[str, pd.DataFrame] | None = None,
+) -> np.ndarray:
     """Every feature of every row from the definitions' wording, one row at a time; every
-    column and window comes from ``fs`` (the reference of test_features_batch, generalised)."""
+    column and window comes from ``fs`` (the reference of test_features_batch, generalised).
+    Per-row label times: the entity's events whose label time is in ``(t - w, t]``; as-of
+    joins: a plain scan of the side table (see ``reference_asof``)."""
     t = tx[fs.event_time].to_numpy().view(np.int64)
     ids = tx[fs.event_id].to_numpy()
     label = tx[fs.label].to_numpy(float)
+    known_at = None
+    if fs.known_at in tx.columns:
+        known = tx[fs.known_at]
+        known_at = np.where(known.isna(), 0, known.to_numpy().view(np.int64))
+        known_ok = known.notna().to_numpy()
     out = np.zeros((len(tx), len(fs.features)))
     for i in range(len(tx)):
         ts = pd.Timestamp(t[i])
         for j, f in enumerate(fs.features):
+            if f.aggregate == "asof":
+                out[i, j] = reference_asof(tx, i, f, fs, side_tables)
+                continue
             value = tx[f.value].to_numpy(float) if f.value else None
             if f.aggregate == "value":
                 out[i, j] = value[i]
@@ -166,11 +181,20 @@ def reference_features(tx: pd.DataFrame, fs: FeatureSet, d: int) -> np.ndarray:
             if f.aggregate == "night":
                 out[i, j] = ts.hour <= NIGHT_LAST_HOUR
                 continue
+            if f.aggregate == "hour":
+                out[i, j] = ts.hour
+                continue
+            if f.aggregate == "weekday":
+                out[i, j] = ts.dayofweek
+                continue
             keys = tx[f.entity].to_numpy()
             same = keys == keys[i]
             w = f.window_ns
             empty_days = (d * DAY_NS + w) / DAY_NS
-            if f.delayed:
+            if f.known_at is not None:
+                sel = same & known_ok & (known_at > t[i] - w) & (known_at <= t[i])
+                empty_days = (fs.known_within_ns + w) / DAY_NS
+            elif f.delayed:
                 hi = t[i] - d * DAY_NS
                 sel = same & (t > hi - w) & (t <= hi)
             else:
@@ -180,6 +204,9 @@ def reference_features(tx: pd.DataFrame, fs: FeatureSet, d: int) -> np.ndarray:
             positive = sel & (label == 1)
             if f.aggregate == "count":
                 out[i, j] = n
+            elif f.aggregate in ("min", "max"):
+                seen = (value if f.value else label)[sel]
+                out[i, j] = (seen.min() if f.aggregate == "min" else seen.max()) if n else 0.0
             elif f.aggregate == "mean_amount":
                 out[i, j] = value[sel].mean() if n else 0.0
             elif f.aggregate == "risk":
@@ -189,6 +216,9 @@ def reference_features(tx: pd.DataFrame, fs: FeatureSet, d: int) -> np.ndarray:
             elif f.aggregate == "days_since_fraud":
                 known = t[positive]
                 out[i, j] = (t[i] - known.max()) / DAY_NS if len(known) else empty_days
+            elif f.aggregate == "days_since_first_fraud" and f.known_at is not None:
+                known = t[positive]  # the oldest positive by event time
+                out[i, j] = (t[i] - known.min()) / DAY_NS if len(known) else empty_days
             elif f.aggregate in ("days_since_first_fraud", "fraud_share_since_first"):
                 hits = np.flatnonzero(positive)
                 if not len(hits):
@@ -211,6 +241,30 @@ def reference_features(tx: pd.DataFrame, fs: FeatureSet, d: int) -> np.ndarray:
             else:
                 raise AssertionError(f.aggregate)
     return out
+
+
+def reference_asof(
+    tx: pd.DataFrame, i: int, f: FeatureDef, fs: FeatureSet, side_tables: dict | None
+) -> float:
+    """Row i's as-of value, by scanning the side table row by row: the newest row with the
+    same keys known at or before t (the later row of the table at a tie), if younger than the
+    max age and not null."""
+    table = fs.side_table(f.table)
+    rows = side_tables[f.table]
+    t = pd.Timestamp(tx[fs.event_time].iloc[i]).value
+    best, best_at = None, None
+    for r in range(len(rows)):
+        if pd.isna(rows[table.time].iloc[r]):
+            continue
+        if any(rows[key].iloc[r] != tx[column].iloc[i] for column, key in f.join):
+            continue
+        at = pd.Timestamp(rows[table.time].iloc[r]).value + table.known_after_ns
+        if at <= t and (best_at is None or at >= best_at):
+            best, best_at = r, at
+    if best is None or t - best_at >= f.window_ns:
+        return f.default
+    value = rows[f.value].iloc[best]
+    return f.default if pd.isna(value) else float(value)
 
 
 def test_declaration_becomes_columns_and_ns_windows(clicks: UseCase) -> None:
