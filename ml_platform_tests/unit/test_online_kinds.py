@@ -8,7 +8,9 @@ a request field that is not one) and ``hits`` (a label known after a fixed one-d
 Hand-computed cases pin window edges, ties, label times (maturing later, unknown, replaced),
 the as-of row (published exactly at t, null, age exactly max_age) on SQLite and Redis; a
 hypothesis replay proves the online engine equals a brute-force reference of the
-definitions' wording and, once the batch engine computes these kinds, the batch engine.
+definitions' wording and the batch engine (``build_features``). One known gap: a label known
+exactly at its own event's time; the batch engine counts it for that event (xfail below),
+so the batch replays draw label times at least a minute after their events.
 """
 
 from __future__ import annotations
@@ -986,6 +988,28 @@ def test_online_equals_batch_on_hits(make_store, hits: UseCase, history) -> None
         rtol=1e-9,
         atol=1e-9,
     )
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the batch engine counts an event's own label (and later ties') when it is known "
+    "exactly at the event's time; online only the events before it in event order",
+)
+def test_batch_agrees_on_a_label_known_at_its_own_event_time(make_store, buys: UseCase) -> None:
+    events = pd.DataFrame(
+        {
+            "visit_id": [1, 2],
+            "at": [T, T],
+            "user": ["u", "u"],
+            "spend": [1.0, 2.0],
+            "bought": [1, 1],
+            "paid_at": [T, T],
+        }
+    )
+    online = _replay_buys(make_store(buys), events)
+    batch_values = build_features(events, label_delay_days=1, use_case=buys)
+    assert online["user_buy_rate_30min"].tolist() == [0.0, 1.0]  # visit 1 sees no label
+    assert batch_values["user_buy_rate_30min"].tolist() == [0.0, 1.0]
 
 
 @st.composite
