@@ -15,7 +15,6 @@ so the batch replays draw label times at least a minute after their events.
 
 from __future__ import annotations
 
-import inspect
 import sqlite3
 import uuid
 from collections.abc import Callable, Iterator
@@ -30,7 +29,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ml_platform.features import batch, build_features
+from ml_platform.features import build_features
 from ml_platform.features.definitions import DAY_NS, FeatureSet
 from ml_platform.features.online import OnlineFeatureEngine, parse_event
 from ml_platform.features.stores.base import UNKNOWN_NS, EventRecord, OnlineStore, to_ns
@@ -681,7 +680,6 @@ def test_a_file_without_label_times_gains_their_column(tmp_path: Path, trips: Us
 
 # --- parity ---------------------------------------------------------------------------------
 
-BATCH_HAS_KINDS = '"asof"' in inspect.getsource(batch)
 AIRPORTS = ["JFK", "LGA", "EWR"]
 DONE_AFTER = [MIN, 20 * MIN, H, 2 * H]  # at most known_within; at least a minute after
 
@@ -867,7 +865,6 @@ def test_online_equals_the_reference_on_trips(trip_store: OnlineStore, history, 
     )
 
 
-@pytest.mark.skipif(not BATCH_HAS_KINDS, reason="the batch engine lacks the new kinds")
 @settings(
     max_examples=15,
     deadline=None,
@@ -966,7 +963,6 @@ def test_online_equals_the_reference_on_hits(make_store, hits: UseCase, history)
     )
 
 
-@pytest.mark.skipif(not BATCH_HAS_KINDS, reason="the batch engine lacks the new kinds")
 @settings(
     max_examples=15,
     deadline=None,
@@ -1062,7 +1058,6 @@ def test_online_equals_the_reference_on_buys(make_store, buys: UseCase, events) 
     )
 
 
-@pytest.mark.skipif(not BATCH_HAS_KINDS, reason="the batch engine lacks the new kinds")
 @settings(
     max_examples=15,
     deadline=None,
