@@ -75,7 +75,12 @@ def _trips() -> dict[str, Any]:
                     "time": "hour",
                     "columns": {"wind": "float", "visib": "float", "temp": "float"},
                     "known_after": "1h",
-                }
+                },
+                "runways": {  # declared, read by no feature: nothing of it is kept
+                    "keys": {"airport": "string"},
+                    "time": "since",
+                    "columns": {"open": "int"},
+                },
             },
         },
         "label": {
@@ -632,8 +637,22 @@ def test_side_rows_are_checked_by_column(make_store, trips: UseCase) -> None:
     # a row with a null key or time can never be joined: left out, as the batch engine does
     assert store.put_side_rows("weather", WEATHER.assign(airport=[None, "a", "b", "c"])) == 3
     assert store.put_side_rows("weather", WEATHER.assign(hour=pd.NaT)) == 0
-    with pytest.raises(ValueError, match="side table 'metar': no as-of feature"):
+    with pytest.raises(ValueError, match="side table 'metar': not declared by use case trips"):
         store.put_side_rows("metar", WEATHER)
+    runways = pd.DataFrame({"airport": ["JFK"], "since": [T], "open": [1]})
+    assert store.put_side_rows("runways", runways) == 0
+    stats = store.load(_labels((E2, -5.0, T)), T, side_tables={"runways": runways})
+    assert "side_runways" not in stats
+
+
+def test_sqlite_prune_drops_side_rows_behind_the_horizon(tmp_path: Path, trips: UseCase) -> None:
+    with SQLiteStore(tmp_path / "t.sqlite", label_delay_days=1, use_case=trips) as store:
+        store.put_side_rows("weather", WEATHER)
+        engine = OnlineFeatureEngine(store, label_delay_days=1)
+        # horizon 4h: at T + 2h rows published at or before T - 1h go (both of JFK)
+        assert store.prune(to_ns(T + 2 * H)) == 2
+        assert _features(engine, _trip(1, T - H - NS))["origin_wind"] == 0.0
+        assert _features(engine, _trip(1, T))["dest_visib"] == 3.0
 
 
 def test_join_fields_of_the_request_are_typed(trips: UseCase) -> None:

@@ -328,6 +328,8 @@ class OnlineStore(ABC):
         Rows at or before the table's horizon behind the watermark are dropped, and each
         key written is pruned against it. Returns how many rows were kept."""
         spec = self._side_layout(table)
+        if spec is None:
+            return 0
         side = self._side_rows(spec, rows)
         watermark = self.watermark_ns()
         prune = None if watermark is None else watermark - spec.horizon_ns + spec.known_after_ns
@@ -337,11 +339,16 @@ class OnlineStore(ABC):
             self._put_side(spec, side, prune)
         return len(side)
 
-    def _side_layout(self, table: str) -> SideLayout:
+    def _side_layout(self, table: str) -> SideLayout | None:
+        """A side table's layout; None for one declared but read by no feature (nothing of it
+        is kept); an undeclared name is refused."""
         if table not in self.side:
-            read = ", ".join(self.side) or "none"
+            declared = [t.name for t in self.features.side_tables]
+            if table in declared:
+                return None
             raise ValueError(
-                f"side table {table!r}: no as-of feature of {self.use_case} reads it (read: {read})"
+                f"side table {table!r}: not declared by use case {self.use_case} "
+                f"(declared: {', '.join(declared) or 'none'})"
             )
         return self.side[table]
 
@@ -436,8 +443,9 @@ class OnlineStore(ABC):
         fs = self.features
         _require(events, (*fs.input_columns, fs.label), "transactions")
         side = {
-            name: self._side_rows(self._side_layout(name), frame)
+            name: self._side_rows(spec, frame)
             for name, frame in (side_tables or {}).items()
+            if (spec := self._side_layout(name)) is not None
         }
         as_of_ns = to_ns(as_of)
         t = naive_utc(events[fs.event_time]).to_numpy("datetime64[ns]").view(np.int64)
