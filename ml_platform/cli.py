@@ -422,6 +422,44 @@ def _cmd_use_cases(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_features(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from ml_platform.features.from_files import check_output, features_from_files
+    from ml_platform.use_cases import get_use_case
+
+    out = check_output(Path(args.out))  # a bad suffix is answered before any work
+    use_case = get_use_case(args.use_case)
+    run = features_from_files(use_case, Path(args.source), out)
+    log = _progress("features")
+    log(f"{run.rows} rows featured, {run.quarantined} quarantined, written to {out}")
+    for reason, count in run.reasons.items():
+        log(f"  quarantined: {reason}: {count}")
+    print(json.dumps(run.as_json()))
+    return 0
+
+
+def _cmd_export_source(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from ml_platform.data.sources import export_source
+    from ml_platform.use_cases import get_use_case, resolve_settings
+
+    use_case = get_use_case(args.use_case)
+    report = export_source(
+        use_case,
+        resolve_settings(use_case),
+        Path(args.out),
+        start=args.start,
+        end=args.end,
+        fmt=args.format,
+    )
+    print(json.dumps(report.as_json()))
+    return 0
+
+
 def _cmd_new_use_case(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -456,6 +494,38 @@ def _add_use_case_commands(sub) -> None:
         _cmd_use_cases,
     )
     p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = _add_command(
+        sub,
+        "features",
+        "validate a folder of daily files and write the use case's batch features",
+        _cmd_features,
+        "Reads every YYYY-MM-DD.parquet|csv of --source (a side table's from "
+        "--source/<table>/), quarantines bad rows (counted by reason on stderr), computes the "
+        "declared features of the valid events and writes the event id + feature columns. "
+        'Stdout is one JSON line: {"use_case", "rows", "quarantined", "seconds": {"read", '
+        '"features", "write"}}.',
+    )
+    p.add_argument("--use-case", default="fraud", help="use case name (default: fraud)")
+    p.add_argument("--source", required=True, help="folder of daily YYYY-MM-DD.parquet/.csv files")
+    p.add_argument("--out", required=True, help="features file: .parquet or .csv")
+
+    p = _add_command(
+        sub,
+        "export-source",
+        "write a use case's default source (simulator or package) as daily files",
+        _cmd_export_source,
+        "Events go to --out/YYYY-MM-DD.<format>, each side table's rows to "
+        "--out/<table>/YYYY-MM-DD.<format>: a files source (and the input of `features`). "
+        "Stdout is one JSON line with the days and rows written.",
+    )
+    p.add_argument("--use-case", default="fraud", help="use case name (default: fraud)")
+    p.add_argument("--out", required=True, help="folder to write the daily files into")
+    p.add_argument("--start", type=_iso_date, help="first day (default: the settings' start)")
+    p.add_argument("--end", type=_iso_date, help="last day (default: the settings' end)")
+    p.add_argument(
+        "--format", choices=("parquet", "csv"), default="parquet", help="default: parquet"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:

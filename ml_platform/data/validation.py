@@ -23,18 +23,28 @@ Rules (the ``reason`` strings, ``<column>: <rule>``, in the order of ``column_ch
 * the label: ``not 0/1`` (binary; text counts too), ``unparseable`` / ``not finite``
   (regression);
 * ``<event time>: outside partition day`` - not in ``[day 00:00, day + 1 00:00)``;
+* a per-row label time (``label.known_at``): ``known before its event`` (at or before the
+  event time: a label the prediction could already see) and ``known later than
+  known_within`` (after the event time + ``known_within``: beyond what the online state
+  keeps); judged where both times parse;
 * ``<event id>: duplicate`` - among rows that pass every other rule, the first occurrence
   in input order is kept and later copies are quarantined (so a bad first copy does not
   cost the good one). A derived event id (``derive_from``) is a stable hash of its columns
   (``derive_event_ids``), so a repeated event is a duplicate there too.
 
-Time zones: tz-aware timestamps are converted to UTC and made naive. A missing required
-column is not a row problem: it raises ``MissingColumnError`` naming the column.
+Time zones: tz-aware timestamps are converted to UTC and made naive (every datetime
+column alike: the event time and the extras). A missing required column is not a row
+problem: it raises ``MissingColumnError`` naming the column.
+
+Side tables (``validate_side_rows``) are checked the same way with their own reasons
+(``derive.side_table_checks``): keys non-null and typed, the time parseable and inside the
+partition day, value columns numeric where given (a missing value is allowed: the as-of
+join falls back to its default), and one row per key and time.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import date, datetime
 from functools import lru_cache
 from typing import Any
@@ -44,10 +54,14 @@ import pandas as pd
 
 from ml_platform.use_cases.derive import (
     DUPLICATE,
+    KNOWN_BEFORE_EVENT,
+    KNOWN_TOO_LATE,
     OUTSIDE_DAY,
     ColumnChecks,
     column_checks,
     rule_reason,
+    side_table_checks,
+    side_table_duplicate_reason,
 )
 from ml_platform.use_cases.loader import PACKAGE_ROOT, UseCase, load_use_case
 from ml_platform.use_cases.spec import Rule
@@ -118,6 +132,9 @@ class EventContract:
                     error=f"{t} outside partition day {day}",
                 )
             )
+        for k in self.checks:
+            if k.known_within_ns is not None:
+                checks.append(_label_time_check(pa, k, self.event_time))
         by_column = {k.column: _pandera_checks(pa, k) for k in self.checks}
         columns = {
             col: pa.Column(
@@ -149,6 +166,16 @@ def event_contract(use_case: UseCase | None = None) -> EventContract:
             _CONTRACTS.pop(next(iter(_CONTRACTS)))
         found = _CONTRACTS[id(uc)] = EventContract(uc)
     return found
+
+
+def _label_time_check(pa: Any, checks: ColumnChecks, event_time: str) -> Any:
+    """The pandera check of a per-row label time: in ``(event time, + known_within]``."""
+    k, within = checks.column, pd.Timedelta(checks.known_within_ns, unit="ns")
+    return pa.Check(
+        lambda d: (d[k] > d[event_time]) & (d[k] <= d[event_time] + within),
+        name=f"{k} after {event_time}, within {within}",
+        error=f"{k} not in ({event_time}, {event_time} + {within}]",
+    )
 
 
 def _pandera_checks(pa: Any, checks: ColumnChecks) -> list[Any]:
@@ -290,6 +317,8 @@ def _column_masks(
                     integral = np.isfinite(v) & (np.floor(v) == v) & (np.abs(v) < _MAX_EXACT_INT)
             found["not an integer"] = ok & ~integral
             ok = ok & integral
+    if checks.known_within_ns is not None:  # judged against the event time, later
+        found[KNOWN_BEFORE_EVENT] = found[KNOWN_TOO_LATE] = np.zeros(len(s), bool)
     masks = {f"{checks.column}: {name}": found[name] for name in checks.implied}
     for rule in checks.rules:  # one reason text is one rule: a repeated rule adds nothing
         masks[f"{checks.column}: {rule_reason(rule)}"] = ok & _breaks(rule, checks.kind, values, v)
@@ -305,13 +334,41 @@ def rule_masks(
     """
     contract = event_contract(use_case)
     check_columns(df, contract.use_case)
-    bounds = _day_bounds(day)
+    masks, parsed = _parse_checked(df, contract.checks, _day_bounds(day))
+    for checks in contract.checks:
+        if checks.known_within_ns is not None:
+            _label_time_masks(masks, parsed, checks, contract.event_time)
+    return masks, pd.DataFrame({col: parsed[col] for col in contract.required}, index=df.index)
+
+
+def _parse_checked(
+    df: pd.DataFrame,
+    checks: Iterable[ColumnChecks],
+    bounds: tuple[pd.Timestamp, pd.Timestamp],
+) -> tuple[dict[str, np.ndarray], dict[str, pd.Series]]:
+    """Every checked column parsed, and the failure mask of each of its checks, in order."""
     masks: dict[str, np.ndarray] = {}
     parsed: dict[str, pd.Series] = {}
-    for checks in contract.checks:
-        found, parsed[checks.column] = _column_masks(df[checks.column], checks, bounds)
+    for k in checks:
+        found, parsed[k.column] = _column_masks(df[k.column], k, bounds)
         masks.update(found)
-    return masks, pd.DataFrame({col: parsed[col] for col in contract.required}, index=df.index)
+    return masks, parsed
+
+
+def _label_time_masks(
+    masks: dict[str, np.ndarray],
+    parsed: dict[str, pd.Series],
+    checks: ColumnChecks,
+    event_time: str,
+) -> None:
+    """Fill a per-row label time's two masks (in their place) where both times parse."""
+    known = parsed[checks.column].to_numpy(dtype="datetime64[ns]")
+    at = parsed[event_time].to_numpy(dtype="datetime64[ns]")
+    both = ~(np.isnat(known) | np.isnat(at))
+    within = np.timedelta64(checks.known_within_ns, "ns")
+    with np.errstate(invalid="ignore"):
+        masks[f"{checks.column}: {KNOWN_BEFORE_EVENT}"] = both & (known <= at)
+        masks[f"{checks.column}: {KNOWN_TOO_LATE}"] = both & (known > at + within)
 
 
 def derive_event_ids(frame: pd.DataFrame, use_case: UseCase | None = None) -> pd.Series:
@@ -434,6 +491,63 @@ def event_schema(day: str | None = None, use_case: UseCase | None = None):
     Extra columns are allowed. Imported lazily: pandera costs ~2 s to import.
     """
     return event_contract(use_case).schema(day)
+
+
+#: The dtype of a side table's value column (a missing value is allowed: nullable ints).
+_SIDE_VALUE_DTYPES = {"float": "float64", "int": "Int64"}
+
+
+def validate_side_rows(
+    df: pd.DataFrame, day: date | str, table: str, use_case: UseCase | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split one day of a side table's raw rows into (valid rows, quarantined rows).
+
+    ``valid + quarantined == input`` row for row. The valid frame has the declared key,
+    time and value columns only, in that order, in their dtypes (keys int64 or string,
+    the time naive UTC, values float64 or nullable Int64); the quarantine has them as text
+    with ``reason`` and ``partition_date``, like ``validate_events``'. Among rows that pass
+    every other check the first row of a key and time is kept, later ones quarantined.
+    """
+    uc = use_case or default_use_case()
+    tables = uc.spec.event_schema.side_tables
+    if table not in tables:
+        raise ValueError(
+            f"use case {uc.name!r}: no side table {table!r} (declared: "
+            f"{', '.join(tables) or 'none'})"
+        )
+    spec = tables[table]
+    checks = side_table_checks(uc, table)  # a few objects: derived per call, not cached
+    required = [k.column for k in checks]
+    missing = [col for col in required if col not in df.columns]
+    if missing:
+        raise MissingColumnError(
+            f"side table {table}: missing required column(s) {', '.join(missing)}; "
+            f"it needs {', '.join(required)} (got {', '.join(map(str, df.columns))})"
+        )
+    df = df.reset_index(drop=True)
+    masks, parsed = _parse_checked(df, checks, _day_bounds(day))
+    bad = np.zeros(len(df), bool)
+    for mask in masks.values():
+        bad |= mask
+    identity = pd.DataFrame({col: parsed[col] for col in [*spec.keys, spec.time]})
+    dup = np.zeros(len(df), bool)
+    dup[~bad] = identity[~bad].duplicated(keep="first").to_numpy()
+    masks[side_table_duplicate_reason(uc, table)] = dup
+    bad |= dup
+
+    dtypes = {col: DTYPES[kind] for col, kind in spec.keys.items()}
+    dtypes[spec.time] = DTYPES["datetime"]
+    dtypes.update({col: _SIDE_VALUE_DTYPES[kind] for col, kind in spec.columns.items()})
+    good = ~bad
+    valid = pd.DataFrame(
+        {col: parsed[col][good].astype(dtype) for col, dtype in dtypes.items()}
+    ).reset_index(drop=True)
+    rows = np.flatnonzero(bad)
+    quarantine = _quarantine_frame(df.iloc[rows], required)
+    quarantine[REASON] = pd.array(_reasons(masks, rows), dtype="string")
+    iso = _day_bounds(day)[0].date().isoformat()
+    quarantine[PARTITION_DATE] = pd.array([iso] * len(rows), dtype="string")
+    return valid, quarantine
 
 
 #: The flagship's names for the same functions (its events are card transactions).

@@ -14,12 +14,15 @@ import numpy as np
 import pandas as pd
 
 from ml_platform.use_cases.loader import UseCase, resolve_settings
-from ml_platform.use_cases.spec import ResolvedSettings, Rule
+from ml_platform.use_cases.spec import ResolvedSettings, Rule, duration_seconds
 
 _RULE_REASONS = {"non_negative": "negative", "finite": "not finite"}
 #: The reason of an event time outside its partition day, and of a repeated event id.
 OUTSIDE_DAY = "outside partition day"
 DUPLICATE = "duplicate"
+#: The reasons of a per-row label time (``label.known_at``) its event cannot have.
+KNOWN_BEFORE_EVENT = "known before its event"
+KNOWN_TOO_LATE = "known later than known_within"
 #: The keys of each object ``ml-platform use-cases --json`` prints, in order.
 CATALOG_KEYS = (
     "name",
@@ -51,7 +54,9 @@ class ColumnChecks:
     """The checks of one column in evaluation order: those its type implies, then its rules.
 
     ``kind`` is the column's type (``int``, ``float``, ``string``, ``datetime``) or, for the
-    label, its task (``binary``, ``regression``); ``event_time`` marks the partition column.
+    label, its task (``binary``, ``regression``); ``event_time`` marks the partition column
+    (a side table's time column too); ``known_within_ns`` marks the label's per-row time,
+    which must fall in ``(event time, event time + known_within]``.
     """
 
     column: str
@@ -59,6 +64,7 @@ class ColumnChecks:
     implied: tuple[str, ...]
     rules: tuple[Rule, ...] = ()
     event_time: bool = False
+    known_within_ns: int | None = None
 
     @property
     def reasons(self) -> list[str]:
@@ -93,7 +99,13 @@ def column_checks(use_case: UseCase) -> list[ColumnChecks]:
     out = []
     for col in [*keys, *s.entities, *s.values, *s.extras]:
         kind = use_case.columns[col]
-        out.append(ColumnChecks(col, kind, _IMPLIED[kind], tuple(rules.get(col, ()))))
+        col_rules = tuple(rules.get(col, ()))
+        if col == label.known_at and label.known_within is not None:
+            implied = (*_IMPLIED[kind], KNOWN_BEFORE_EVENT, KNOWN_TOO_LATE)
+            within = duration_seconds(label.known_within) * 10**9
+            out.append(ColumnChecks(col, kind, implied, col_rules, known_within_ns=within))
+            continue
+        out.append(ColumnChecks(col, kind, _IMPLIED[kind], col_rules))
     out.append(ColumnChecks(label.column, label.task, _IMPLIED[label.task]))
     time_checks = (*_IMPLIED["datetime"], OUTSIDE_DAY)
     out.append(
@@ -107,21 +119,45 @@ def column_checks(use_case: UseCase) -> list[ColumnChecks]:
 def quarantine_reasons(use_case: UseCase) -> list[str]:
     """Every reason a row of this use case can be quarantined for, in evaluation order.
 
-    The column checks' reasons, then a repeated event id (judged among rows that pass them).
+    The column checks' reasons (a per-row label time's: known before its event, or later
+    than ``known_within`` after it), then a repeated event id (judged among rows that pass
+    them).
     """
     reasons = [r for checks in column_checks(use_case) for r in checks.reasons]
     return [*reasons, f"{use_case.spec.event_schema.event_id.column}: {DUPLICATE}"]
 
 
+def side_table_checks(use_case: UseCase, table: str) -> list[ColumnChecks]:
+    """A side table's checks: keys typed and present, a parseable time inside the
+    partition day, value columns numeric where given. A missing value is allowed (the
+    as-of join then falls back to its default), as a missing key or time is not."""
+    spec = use_case.spec.event_schema.side_tables[table]
+    out = [ColumnChecks(col, kind, _IMPLIED[kind]) for col, kind in spec.keys.items()]
+    time_checks = (*_IMPLIED["datetime"], OUTSIDE_DAY)
+    out.append(ColumnChecks(spec.time, "datetime", time_checks, event_time=True))
+    for col, kind in spec.columns.items():
+        implied = tuple(c for c in _IMPLIED[kind] if c != "null")
+        out.append(ColumnChecks(col, kind, implied))
+    return out
+
+
+def side_table_duplicate_reason(use_case: UseCase, table: str) -> str:
+    """Two rows of one key at one time: the as-of join could not tell which is known."""
+    spec = use_case.spec.event_schema.side_tables[table]
+    return f"{', '.join([*spec.keys, spec.time])}: {DUPLICATE}"
+
+
+def side_table_reasons(use_case: UseCase, table: str) -> list[str]:
+    """Every reason a row of a side table can be quarantined for, in evaluation order."""
+    reasons = [r for checks in side_table_checks(use_case, table) for r in checks.reasons]
+    return [*reasons, side_table_duplicate_reason(use_case, table)]
+
+
 def first_day(use_case: UseCase, settings: ResolvedSettings) -> pd.DataFrame:
     """The raw events of the first day of the use case's range, from its default source."""
-    source = use_case.spec.source
-    day = settings.start_date
-    if source.default == "files":
-        from ml_platform.data.sources import read_file, source_file
+    from ml_platform.data.sources import read_events_day
 
-        return read_file(source_file(settings.source_dir, day))
-    return use_case.hook(getattr(source, source.default))(day, settings)
+    return read_events_day(use_case, settings.start_date, settings)
 
 
 def _json_value(value: Any) -> Any:

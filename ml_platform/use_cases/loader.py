@@ -503,10 +503,14 @@ def _top_problems(spec: UseCaseSpec, folder: Path) -> list[str]:
     src = spec.source
     if src.default in ("simulator", "package") and getattr(src, src.default) is None:
         problems.append(f"source.{src.default}: the default source needs its function")
-    for kind in ("simulator", "package"):
-        target = (getattr(src, kind) or "").partition(":")[0]
+    references = [(f"source.{kind}", getattr(src, kind)) for kind in ("simulator", "package")]
+    for name, table in spec.event_schema.side_tables.items():
+        path = f"schema.side_tables.{name}.source"
+        references.append((path, table.source))  # none: <source_dir>/<table>/ files
+    for path, reference in references:
+        target = (reference or "").partition(":")[0]
         if target.endswith(".py") and not (folder / target).is_file():
-            problems.append(f"source.{kind}: no file {target} in {folder}")
+            problems.append(f"{path}: no file {target} in {folder}")
     st = spec.settings
     if st.end_date < st.start_date:
         problems.append(f"settings.end_date: {st.end_date} is before start_date {st.start_date}")

@@ -125,12 +125,20 @@ class Rule(_Strict):
 
 
 class SideTable(_Strict):
-    """A table joined as of the event time (e.g. hourly weather per airport)."""
+    """A table joined as of the event time (e.g. hourly weather per airport).
+
+    Its rows come from ``source`` (a day's rows, when the use case's default source is a
+    simulator or a package) or, with a files source or no ``source``, from the daily files
+    ``<source_dir>/<table>/YYYY-MM-DD.parquet|csv``.
+    """
 
     keys: dict[str, KeyType]
     time: str = Field(description="When a row describes; it is known at time + known_after.")
     columns: dict[str, ValueType]
     known_after: Duration = "0min"
+    source: Reference | None = Field(
+        None, description="function(day, settings) -> that day's rows (by their time)"
+    )
 
 
 class EventSchema(_Strict):

@@ -6,10 +6,12 @@ declaration with one mistake), loaded by the real loader.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
 import shutil
+import tokenize
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
@@ -725,6 +727,11 @@ def test_two_use_cases_with_one_model_name_fail(tmp_path: Path) -> None:
         load_use_cases([tmp_path])
 
 
+def test_the_documented_flights_declaration_is_the_shipped_one() -> None:
+    shipped = yaml.safe_load((PACKAGE_ROOT / "flights" / USE_CASE_FILE).read_text())
+    assert shipped == _flights_yaml()
+
+
 def test_the_documented_flights_declaration_loads(tmp_path: Path) -> None:
     """The design's second use case is expressible: string keys, hour and minute windows,
     a per-row label time, an as-of weather join, a regression task."""
@@ -757,7 +764,7 @@ def test_external_folders_come_from_the_setting(tmp_path: Path, settings_env) ->
     single = write_case(tmp_path, "alerts")
     settings_env(use_case_dirs=os.pathsep.join([str(tmp_path / "team"), "", str(single)]))
     cases = load_use_cases()
-    assert list(cases) == ["fraud", "churn", "alerts"]
+    assert list(cases) == ["flights", "fraud", "churn", "alerts"]  # the package's first
     assert cases["churn"].folder == tmp_path / "team" / "churn"
     assert get_use_case("alerts").model_name == "alerts_model"
     with pytest.raises(UseCaseError, match="use case 'nope': not found"):
@@ -894,11 +901,22 @@ def _first_transaction() -> dict[str, Any]:
     }
 
 
-def test_use_cases_json_lists_fraud_with_a_real_event(capsys) -> None:
+def test_use_cases_json_lists_the_shipped_use_cases_with_real_events(capsys) -> None:
     assert main(["use-cases", "--json"]) == 0
     entries = json.loads(capsys.readouterr().out)
-    assert [tuple(e) for e in entries] == [CATALOG_KEYS]
-    fraud = entries[0]
+    assert [tuple(e) for e in entries] == [CATALOG_KEYS, CATALOG_KEYS]
+    flights, fraud = entries
+    assert flights["name"] == "flights"
+    assert flights["task"] == "regression"
+    assert flights["entities"] == {
+        "origin": "string",
+        "carrier": "string",
+        "tailnum": "string",
+        "dest": "string",
+    }
+    assert flights["n_features"] == 11
+    assert flights["service"] == "ml_platform.serving.service:FlightsDelay"
+    assert list(flights["example_request"]) == get_use_case("flights").spec.event_schema.request
     assert fraud == {
         "name": "fraud",
         "folder": str(FRAUD_DIR),
@@ -915,6 +933,7 @@ def test_use_cases_text_and_a_broken_folder(tmp_path: Path, capsys, settings_env
     assert main(["use-cases"]) == 0
     out = capsys.readouterr().out
     assert "fraud: binary, 30 features, entities customer_id (int), terminal_id (int)" in out
+    assert "flights: regression, 11 features, entities origin (string), carrier (string)" in out
     assert "bentoml serve ml_platform.serving.service:FraudDetector" in out
     assert f'"transaction_id": {_first_transaction()["transaction_id"]}' in out
 
@@ -938,6 +957,7 @@ def test_core_modules_name_no_column_of_a_use_case() -> None:
     for uc in load_use_cases([PACKAGE_ROOT]).values():
         columns |= {*uc.columns, uc.spec.label.column}
     assert {contract.TX_AMOUNT, contract.CUSTOMER_ID} <= columns
+    assert {"tailnum", "dep_delay", "origin", "sched_dep_at"} <= columns  # flights too
     pattern = re.compile(r"\b(" + "|".join(map(re.escape, sorted(columns))) + r")\b")
     package = PACKAGE_ROOT.parent
     core = [
@@ -950,15 +970,53 @@ def test_core_modules_name_no_column_of_a_use_case() -> None:
         package / "serving" / "schemas.py",
         package / "serving" / "prediction_log.py",
         *(package / "training" / f"{m}.py" for m in ("metrics", "models", "gate", "datasets")),
+        package / "data" / "sources.py",
+        package / "features" / "from_files.py",
     ]
     assert {p.name for p in core} >= {"spec.py", "loader.py", "derive.py", "feature_port.py"}
     assert {"base.py", "sqlite.py", "redis.py"} <= {p.name for p in core}
     assert {contract.TRANSACTION_ID, contract.TX_DATETIME, contract.TX_FRAUD} <= columns
-    hits = [
-        f"{p.name}:{i}: {m.group(0)}"
-        for p in core
-        for i, line in enumerate(p.read_text().splitlines(), 1)
-        for m in [pattern.search(line)]
-        if m
-    ]
+    hits = [f"{p.name}:{line}: {name}" for p in core for line, name in _named(p, pattern)]
     assert hits == []
+
+
+#: Tokens holding text: strings (and, from Python 3.12, an f-string's literal parts), comments.
+_TEXT_TOKENS = {
+    tokenize.STRING,
+    tokenize.COMMENT,
+    getattr(tokenize, "FSTRING_MIDDLE", tokenize.STRING),
+}
+
+
+def _named(path: Path, pattern: re.Pattern[str]) -> list[tuple[int, str]]:
+    """Where a file names a column: in a string or comment (as a word), or as an attribute
+    (``frame.customer_id``). A local variable is not a column: ``dest = ...`` is not flights'
+    ``dest``."""
+    found = []
+    tokens = list(tokenize.generate_tokens(io.StringIO(path.read_text()).readline))
+    for before, tok in zip([None, *tokens], tokens, strict=False):
+        if tok.type in _TEXT_TOKENS:
+            found += [(tok.start[0], m.group(0)) for m in pattern.finditer(tok.string)]
+        elif (
+            tok.type == tokenize.NAME
+            and before is not None
+            and before.string == "."
+            and pattern.fullmatch(tok.string)
+        ):
+            found.append((tok.start[0], tok.string))
+    return found
+
+
+def test_the_column_check_sees_strings_comments_and_attributes(tmp_path: Path) -> None:
+    source = tmp_path / "m.py"
+    source.write_text(
+        'dest = 1  # a count\nx = frame["origin"]\ny = f"{x} tailnum"\n'
+        "z = frame.carrier  # of the dep_delay\n"
+    )
+    pattern = re.compile(r"\b(origin|tailnum|carrier|dep_delay|dest)\b")
+    assert _named(source, pattern) == [
+        (2, "origin"),
+        (3, "tailnum"),
+        (4, "carrier"),
+        (4, "dep_delay"),
+    ]
