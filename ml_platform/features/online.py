@@ -2,8 +2,12 @@
 
 Same definitions and semantics as the batch engine (``definitions.py``), read from the
 use case's ``FeatureSet`` (event id, time, entity keys, value columns, windows): one store
-round trip fetches every entity's recent state, numpy over those few dozen entries computes
-every feature, then ``record`` appends the event to the state.
+round trip fetches every entity's recent state (and, with as-of joins, each joined side
+table's newest row), numpy over those few dozen entries computes every feature, then
+``record`` appends the event to the state.
+The aggregates fraud reads run in one tight loop; the others (hour, weekday, min, max,
+windows of a label known at a per-row time, as-of joins) run in a second one, which is
+empty for a use case that has none of them, so they cost it nothing.
 Used by the serving path, so it imports neither Dagster nor pandas-heavy code paths.
 """
 
@@ -21,6 +25,7 @@ from ml_platform.features.definitions import (
     DAY_NS,
     DEFAULT_USE_CASE,
     NIGHT_LAST_HOUR,
+    FeatureDef,
     FeatureSet,
     check_label_delay,
     feature_set,
@@ -31,12 +36,44 @@ if TYPE_CHECKING:
     from ml_platform.use_cases.loader import UseCase
 
 _HOUR_NS = 3600 * 10**9
+#: aggregates the second loop computes (besides every window of a per-row label time)
+_APART = ("hour", "weekday", "min", "max", "asof")
+#: what a window of a label known at a per-row time can aggregate
+_KNOWN_AGGREGATES = (
+    "count",
+    "risk",
+    "fraud_count",
+    "mean_amount",
+    "amount_ratio",
+    "min",
+    "max",
+    "days_since_fraud",
+    "days_since_first_fraud",
+    "fraud_mean_amount",
+    "seconds_since_prev",
+)
+
+
+def join_kinds(fs: FeatureSet) -> tuple[tuple[str, str], ...]:
+    """Each join column that is not an entity with its key type ("int"/"string"): the
+    type of the side-table key it is joined to, so the lookup compares like with like."""
+    kinds: dict[str, str] = {}
+    for f in fs.features:
+        for column, key in f.join or ():
+            kind = dict(fs.side_table(f.table).keys)[key]
+            if kinds.setdefault(column, kind) != kind:
+                raise ValueError(
+                    f"feature {f.name!r}: join column {column!r} is joined to {kind} and to "
+                    f"{kinds[column]} keys"
+                )
+    return tuple((c, kinds[c]) for c in fs.join_columns)
 
 
 class RequestParser:
     """A request (dict or object with the request fields, no label) as an ``EventRecord``,
     checked field by field: the id and integer keys are integers, string keys strings,
-    values finite (and >= 0 where the use case's rules say so)."""
+    values finite (and >= 0 where the use case's rules say so); as-of join columns that are
+    not entities are typed by the side-table key they join."""
 
     def __init__(self, use_case: UseCase) -> None:
         fs = feature_set(use_case)
@@ -45,6 +82,7 @@ class RequestParser:
         self.event_id = (fs.event_id, fs.event_id_type)
         self.entities = fs.entities
         self.values = tuple((c, c in nonneg) for c in fs.value_columns)
+        self.joins = join_kinds(fs)
 
     def __call__(self, event: Mapping[str, Any] | Any) -> EventRecord:
         get = event.get if isinstance(event, Mapping) else lambda name: getattr(event, name, None)
@@ -68,6 +106,9 @@ class RequestParser:
                 rule = "finite and >= 0" if nonneg else "finite"
                 raise ValueError(f"{name}: must be {rule}, got {value!r}")
             values.append(value)
+        if self.joins:
+            joins = tuple(_key(name, kind, field(name)) for name, kind in self.joins)
+            return EventRecord(event_id, time_ns, keys, tuple(values), joins)
         return EventRecord(event_id, time_ns, keys, tuple(values))
 
 
@@ -142,8 +183,14 @@ class OnlineFeatureEngine:
             return offsets[entity].index(offset_ns)
 
         self._plan = []
+        #: the second loop: (feature index, kind, entity, edge slots, window, value index)
+        self._apart: list[tuple] = []
+        known_reach = [0] * len(entities)
         for j, f in enumerate(fs.features):
             v = value_index.get(f.value, 0)
+            if f.aggregate in _APART or f.known_at is not None:
+                self._plan_apart(j, f, v, slot, known_reach)
+                continue
             if f.entity is None:
                 self._plan.append((j, f.aggregate, None, 0, 0, 0.0, v))
                 continue
@@ -158,7 +205,75 @@ class OnlineFeatureEngine:
                 self._plan.append((j, "now_" + f.aggregate, e, slot(e, f.window_ns), -1, cap, v))
         self._offsets = [np.array(o, dtype=np.int64) for o in offsets]
         # how far back each entity's features look: fetch no more than that
-        self._reach = [int(o.max()) if len(o) else 0 for o in self._offsets]
+        self._reach = [
+            max(int(o.max()) if len(o) else 0, k)
+            for o, k in zip(self._offsets, known_reach, strict=True)
+        ]
+        self._lookups, self._asof = self._plan_asof()
+
+    def _plan_apart(self, j: int, f: FeatureDef, v: int, slot, known_reach: list[int]) -> None:
+        """Plan one feature of the second loop (see the module docstring)."""
+        fs = self.features
+        if f.entity is None:  # hour, weekday; as-of joins are planned by _plan_asof
+            if f.aggregate != "asof":
+                self._apart.append((j, f.aggregate, None, 0, 0, 0, v))
+            return
+        e = fs.entity_columns.index(f.entity)
+        source = "label" if f.label is not None and f.value is None else "value"
+        if f.known_at is not None:
+            if f.aggregate not in _KNOWN_AGGREGATES:
+                raise ValueError(
+                    f"feature {f.name!r}: {f.aggregate} is not served over a label known at a "
+                    f"per-row time ({f.known_at}); served: {', '.join(_KNOWN_AGGREGATES)}"
+                )
+            if f.aggregate == "seconds_since_prev":  # reads no label: the previous event
+                self._plan.append(
+                    (j, "now_" + f.aggregate, e, slot(e, f.window_ns), -1, f.window_ns / 1e9, v)
+                )
+                return
+            # its events are known in (t - w, t], so they happened in (t - w - within, t]
+            reach = f.window_ns + fs.known_within_ns
+            known_reach[e] = max(known_reach[e], reach)
+            cap = reach / DAY_NS  # days_since_* with no known positive
+            self._apart.append((j, "known_" + f.aggregate, e, 0, 0, f.window_ns, v, source, cap))
+        elif f.delayed:
+            d_ns = self.d * DAY_NS
+            lo, hi = slot(e, d_ns + f.window_ns), slot(e, d_ns)
+            self._apart.append((j, "delayed_" + f.aggregate, e, lo, hi, 0, v, source))
+        else:
+            self._apart.append((j, "now_" + f.aggregate, e, slot(e, f.window_ns), 0, 0, v, source))
+
+    def _plan_asof(self) -> tuple[list[tuple], list[tuple]]:
+        """The side-table rows a request reads (table and where each key value comes from:
+        an entity key or a join field of the request) and, per as-of feature, its row,
+        column, max age and default."""
+        fs = self.features
+        lookups: list[tuple] = []
+        asof = []
+        for j, f in enumerate(fs.features):
+            if f.aggregate != "asof":
+                continue
+            table = fs.side_table(f.table)
+            joined = {key: column for column, key in f.join}
+            sources = []
+            for key, kind in table.keys:
+                column = joined[key]
+                if column in fs.entity_columns:
+                    entity_kind = dict(fs.entities)[column]
+                    if entity_kind != kind:
+                        raise ValueError(
+                            f"feature {f.name!r}: join {column} ({entity_kind}) -> "
+                            f"{table.name}.{key} ({kind}): key types differ"
+                        )
+                    sources.append((0, fs.entity_columns.index(column)))
+                else:
+                    sources.append((1, fs.join_columns.index(column)))
+            lookup = (table.name, tuple(sources))
+            if lookup not in lookups:
+                lookups.append(lookup)
+            column = self.store.side[table.name].columns.index(f.value)
+            asof.append((j, lookups.index(lookup), column, f.window_ns, f.default))
+        return lookups, asof
 
     def _record(self, event: Mapping[str, Any] | Any) -> EventRecord:
         return event if isinstance(event, EventRecord) else self.parse(event)
@@ -167,7 +282,20 @@ class OnlineFeatureEngine:
         """Features of ``tx`` from state strictly before it in event order (not recorded)."""
         r = self._record(tx)
         t, own = r.time_ns, r.values
-        states = self.store.fetch_states(r.keys, [t - reach for reach in self._reach], t)
+        if self._lookups:
+            if len(r.joins) != len(self.features.join_columns):
+                joins = ", ".join(self.features.join_columns)
+                raise ValueError(f"event {r.event_id!r}: needs the join fields {joins}")
+            side = [
+                (table, tuple((r.joins if src else r.keys)[i] for src, i in sources))
+                for table, sources in self._lookups
+            ]
+            states, rows = self.store.fetch_request(
+                r.keys, [t - reach for reach in self._reach], t, side
+            )
+        else:
+            states = self.store.fetch_states(r.keys, [t - reach for reach in self._reach], t)
+            rows = ()
         ctx = []
         for offsets, s in zip(self._offsets, states, strict=True):
             times = s.times  # sorted ascending, all <= t
@@ -181,7 +309,7 @@ class OnlineFeatureEngine:
             cs_l = np.concatenate(([0], np.cumsum(s.labels))).tolist()
             ctx.append((times, pos, e0, tie_n, tie_sums, cs_v, cs_l, s.labels, s.values))
 
-        out = np.empty(len(self._plan), dtype=np.float64)
+        out = np.empty(len(self.columns), dtype=np.float64)
         for j, agg, entity, a, b, cap, v in self._plan:
             if agg == "value":
                 out[j] = own[v]
@@ -239,7 +367,74 @@ class OnlineFeatureEngine:
                     else:  # pragma: no cover - guarded by definitions._check
                         name = self.features.features[j].name
                         raise ValueError(f"feature {name!r}: unsupported {agg!r}")
+        if self._apart:
+            self._compute_apart(out, r, states, ctx)
+        for j, look, c, max_age, default in self._asof:
+            row = rows[look]
+            if row is None or t - row[0] >= max_age or math.isnan(row[1][c]):
+                out[j] = default
+            else:
+                out[j] = row[1][c]
         return out
+
+    def _compute_apart(self, out: np.ndarray, r: EventRecord, states, ctx) -> None:
+        """The second loop: calendar fields, extrema, windows of per-row label times."""
+        t, own = r.time_ns, r.values
+        known_masks: dict[tuple[int, int], np.ndarray] = {}
+        for j, agg, e, a, b, w, v, *src in self._apart:
+            if agg == "hour":
+                out[j] = (t % DAY_NS) // _HOUR_NS
+                continue
+            if agg == "weekday":
+                out[j] = (t // DAY_NS + 3) % 7  # 1970-01-01 was a Thursday (0 = Monday)
+                continue
+            s = states[e]
+            pos, e0 = ctx[e][1], ctx[e][2]
+            column = s.labels if src[0] == "label" else s.values[v]
+            if agg.startswith("known_"):
+                mask = known_masks.get((e, w))
+                if mask is None:
+                    mask = (s.known > t - w) & (s.known <= t)
+                    # at time t only the events before this one in event order (ids)
+                    mask[e0:] &= s.ids[e0:] < r.event_id
+                    known_masks[e, w] = mask
+                picked = column[mask]
+                n = len(picked)
+                agg = agg[6:]
+                if agg == "count":
+                    out[j] = n
+                elif agg in ("risk", "mean_amount", "amount_ratio"):
+                    mean = float(picked.sum()) / n if n else 0.0
+                    if agg == "amount_ratio":
+                        out[j] = own[v] / mean if mean != 0 else 1.0
+                    else:
+                        out[j] = mean
+                elif agg == "fraud_count":
+                    out[j] = float(picked.sum())
+                elif agg in ("min", "max"):
+                    out[j] = (picked.min() if agg == "min" else picked.max()) if n else 0.0
+                else:  # of the known positives: their event times or their values
+                    hit = s.labels[mask] != 0
+                    if agg == "fraud_mean_amount":
+                        k = int(hit.sum())
+                        out[j] = float(picked[hit].sum()) / k if k else 0.0
+                    elif not hit.any():
+                        out[j] = src[1]
+                    else:
+                        when = s.times[mask][hit]
+                        edge = when.max() if agg == "days_since_fraud" else when.min()
+                        out[j] = (t - int(edge)) / DAY_NS
+            elif agg.startswith("delayed_"):  # (t - d - w, t - d]
+                picked = column[pos[a] : pos[b]]
+                if not len(picked):
+                    out[j] = 0.0
+                else:
+                    out[j] = picked.min() if agg == "delayed_min" else picked.max()
+            else:  # (t - w, t] up to this event, itself included
+                start = pos[a]
+                tie = s.ids[e0:] < r.event_id
+                picked = np.concatenate((column[start:e0], column[e0:][tie], (own[v],)))
+                out[j] = picked.min() if agg == "now_min" else picked.max()
 
     def record(self, tx: Mapping[str, Any] | Any) -> None:
         """Append ``tx`` to each of its entities' state (idempotent)."""

@@ -7,17 +7,27 @@ counts as 0, like a negative one). An entity keeps only what the largest window 
 label delay needs (``horizon_ns``); idle entities expire. Keys and files carry the use
 case's name, so two use cases never share state.
 
+A use case whose labels are known at a per-row time (``FeatureSet.known_at``) also keeps,
+per event, the time its label became known (``UNKNOWN_NS`` until a label with a time
+arrives): a matured window of such a label counts an event from that time on, so a label
+maturing later is counted from its own time, never before.
+
+Side tables (as-of joins) are kept per key: each row with the time it is published
+(``time + known_after``), within ``FeatureSet.side_horizon_ns`` of its table; a request reads
+the newest row published at or before its time, in the same round trip as the entities.
+
 The store's **watermark** is the newest event time it holds, persisted in the store itself:
 ``load`` sets it, ``append`` only moves it forward. Pruning on write removes an entity's
-entries at or before ``watermark - horizon``, so a late or early request never decides on
-its own how much history is kept (the API refuses timestamps from the future).
+entries at or before ``watermark - horizon`` (side-table rows likewise behind their table's
+horizon), so a late or early request never decides on its own how much history is kept
+(the API refuses timestamps from the future).
 The API here (fetch, append, watermark, entity counts) says nothing of the layout.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -39,6 +49,10 @@ if TYPE_CHECKING:
     from ml_platform.use_cases.loader import UseCase
 
 Key = int | str
+#: the label-known time of an event whose label is not known (yet): after every real time
+UNKNOWN_NS = np.iinfo(np.int64).max
+#: the newest side-table row of a key: its publication time (ns) and its columns (NaN = null)
+SideRow = tuple[int, np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -49,6 +63,8 @@ class EntityState:
     ids: np.ndarray  # int64, or unicode for string event ids
     values: tuple[np.ndarray, ...]  # float64, one array per value column of the use case
     labels: np.ndarray  # int64 (binary: 1 = matured positive) or float64 (regression)
+    #: int64 ns each label became known (``UNKNOWN_NS``: not yet); per-row label times only
+    known: np.ndarray | None = None
 
     @classmethod
     def empty(cls, layout: StateLayout) -> EntityState:
@@ -57,19 +73,27 @@ class EntityState:
             np.zeros(0, dtype=layout.id_dtype),
             tuple(np.zeros(0, dtype=np.float64) for _ in range(layout.n_values)),
             np.zeros(0, dtype=layout.label_dtype),
+            np.zeros(0, dtype=np.int64) if layout.known else None,
         )
 
     @classmethod
     def from_rows(cls, rows: list[tuple], layout: StateLayout) -> EntityState:
-        """From ``(time_ns, id, value..., label)`` tuples."""
+        """From ``(time_ns, id, value..., label)`` tuples (``..., label, known_ns)`` with
+        per-row label times)."""
         if not rows:
             return cls.empty(layout)
-        t, i, *values, y = zip(*rows, strict=True)
+        if layout.known:
+            t, i, *values, y, k = zip(*rows, strict=True)
+            known = np.array(k, dtype=np.int64)
+        else:
+            t, i, *values, y = zip(*rows, strict=True)
+            known = None
         return cls(
             np.array(t, dtype=np.int64),
             np.array(i, dtype=layout.id_dtype),
             tuple([np.array(v, dtype=np.float64) for v in values]),
             np.array(y, dtype=layout.label_dtype),
+            known,
         )
 
 
@@ -80,6 +104,8 @@ class StateLayout:
     n_values: int
     id_dtype: type | str
     label_dtype: type
+    #: each event keeps its label-known time (some feature reads a per-row label time)
+    known: bool = False
 
     @classmethod
     def of(cls, fs: FeatureSet) -> StateLayout:
@@ -87,18 +113,75 @@ class StateLayout:
             n_values=len(fs.value_columns),
             id_dtype=np.int64 if fs.event_id_type == "int" else np.str_,
             label_dtype=np.int64 if fs.label_task == "binary" else np.float64,
+            known=any(f.known_at is not None for f in fs.features),
+        )
+
+
+@dataclass(frozen=True)
+class SideLayout:
+    """What the store keeps of one side table: its keys, the columns some as-of feature
+    reads, when a row is published and how long after that it can still be read."""
+
+    name: str
+    keys: tuple[tuple[str, str], ...]
+    time: str
+    columns: tuple[str, ...]
+    known_after_ns: int
+    #: rows with ``time <= watermark - horizon_ns`` are read by no request any more
+    horizon_ns: int
+
+    @classmethod
+    def all_of(cls, fs: FeatureSet) -> dict[str, SideLayout]:
+        """The side tables some feature reads, by name (none for most use cases)."""
+        read: dict[str, list[str]] = {}
+        for f in fs.features:
+            if f.aggregate == "asof":
+                read.setdefault(f.table, []).append(f.value)
+        out = {}
+        for name, columns in read.items():
+            t = fs.side_table(name)
+            out[name] = cls(
+                name,
+                t.keys,
+                t.time,
+                tuple(c for c in t.columns if c in columns),
+                t.known_after_ns,
+                fs.side_horizon_ns(name),
+            )
+        return out
+
+
+@dataclass(frozen=True)
+class SideRows:
+    """Side-table rows to store: key arrays in the table's key order, publication times
+    (``time + known_after``, ns) and one float64 array per kept column (NaN = null)."""
+
+    keys: tuple[np.ndarray, ...]
+    published_ns: np.ndarray
+    values: tuple[np.ndarray, ...]
+
+    def __len__(self) -> int:
+        return len(self.published_ns)
+
+    def take(self, mask: np.ndarray) -> SideRows:
+        return SideRows(
+            tuple(k[mask] for k in self.keys),
+            self.published_ns[mask],
+            tuple(v[mask] for v in self.values),
         )
 
 
 @dataclass(frozen=True)
 class EventRecord:
     """An event as the store keeps it: timestamp in ns, entity keys in the order of the
-    use case's entities, values in the order of its value columns (no label)."""
+    use case's entities, values in the order of its value columns (no label); ``joins``
+    the as-of join columns that are not entities (``FeatureSet.join_columns``)."""
 
     event_id: Key
     time_ns: int
     keys: tuple[Key, ...]
     values: tuple[float, ...]
+    joins: tuple[Key, ...] = ()
 
 
 class TxRecord(EventRecord):
@@ -119,6 +202,7 @@ class LoadRows:
     keys: tuple[np.ndarray, ...]
     values: tuple[np.ndarray, ...]
     labels: np.ndarray
+    known: np.ndarray | None = None  # label-known times (ns, ``UNKNOWN_NS``): per-row labels
 
     def __len__(self) -> int:
         return len(self.time_ns)
@@ -141,12 +225,29 @@ class OnlineStore(ABC):
         self.entities = self.features.entity_columns
         self.layout = StateLayout.of(self.features)
         self.horizon_ns = horizon_days(self.label_delay_days, use_case) * DAY_NS
+        #: the side tables some feature reads (as-of joins), by name
+        self.side = SideLayout.all_of(self.features)
+        #: labels loaded after the fixed delay too (some delayed feature has no per-row time)
+        self._fixed_delay_labels = any(
+            f.delayed and f.known_at is None for f in self.features.features
+        )
 
     @abstractmethod
     def fetch_states(
         self, keys: Sequence[Key], lo_ns: Sequence[int], hi_ns: int
     ) -> tuple[EntityState, ...]:
         """Each entity's state with ``lo_ns[i] < time_ns <= hi_ns``, sorted by time."""
+
+    @abstractmethod
+    def fetch_request(
+        self,
+        keys: Sequence[Key],
+        lo_ns: Sequence[int],
+        hi_ns: int,
+        side: Sequence[tuple[str, tuple[Key, ...]]],
+    ) -> tuple[tuple[EntityState, ...], tuple[SideRow | None, ...]]:
+        """``fetch_states`` plus, per ``(table, key values)``, the newest row of that key
+        published at or before ``hi_ns`` (None: none kept): one round trip / one snapshot."""
 
     def fetch(self, *args: Any) -> tuple[EntityState, ...]:
         """``fetch(key..., lo_ns..., hi_ns)``: one key and one lower bound per entity."""
@@ -162,11 +263,24 @@ class OnlineStore(ABC):
 
     def set_labels(self, labeled: pd.DataFrame) -> int:
         """Store matured labels (the use case's columns incl. its label); returns how many
-        were stored (binary: the positives; regression: the non-zero ones)."""
+        were stored (binary: the positives; regression: the non-zero ones). With per-row
+        label times (``FeatureSet.known_at``, a column of ``labeled`` too) every finite label
+        with a time is stored with it, zeros included (a known 0 counts), and a label
+        without a time only where the fixed delay reads it."""
         fs = self.features
-        _require(labeled, (fs.event_id, fs.event_time, *fs.entity_columns, fs.label), "labels")
-        label = labeled[fs.label].to_numpy().astype(self.layout.label_dtype)
-        keep = label == 1 if fs.label_task == "binary" else label != 0
+        columns = (fs.event_id, fs.event_time, *fs.entity_columns, fs.label)
+        known = None
+        if self.layout.known:
+            _require(labeled, (*columns, fs.known_at), "labels")
+            label, known = self._per_row_labels(labeled, None)
+            keep = known != UNKNOWN_NS
+            if self._fixed_delay_labels:
+                keep |= label != 0
+            known = known[keep]
+        else:
+            _require(labeled, columns, "labels")
+            label = labeled[fs.label].to_numpy().astype(self.layout.label_dtype)
+            keep = label == 1 if fs.label_task == "binary" else label != 0
         rows = labeled[keep]
         if not len(rows):
             return 0
@@ -175,8 +289,23 @@ class OnlineStore(ABC):
             rows[fs.event_id].to_numpy(self.layout.id_dtype),
             tuple(rows[c].to_numpy() for c in fs.entity_columns),
             label[keep],
+            known,
         )
         return len(rows)
+
+    def _per_row_labels(
+        self, frame: pd.DataFrame, as_of_ns: int | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Per-row labels: the label (0 where not finite) and the time it became known
+        (``UNKNOWN_NS`` where the time is missing, the label is not finite, or it comes after
+        ``as_of_ns``)."""
+        fs = self.features
+        y = frame[fs.label].to_numpy(np.float64)
+        finite = np.isfinite(y)
+        known = times_ns(frame[fs.known_at], fs.known_at, missing=UNKNOWN_NS)
+        known_now = finite if as_of_ns is None else finite & (known <= as_of_ns)
+        known = np.where(known_now, known, UNKNOWN_NS)
+        return np.where(finite, y, 0).astype(self.layout.label_dtype), known
 
     #: the name the default use case's callers know
     set_frauds = set_labels
@@ -188,8 +317,73 @@ class OnlineStore(ABC):
         ids: np.ndarray,
         keys: tuple[np.ndarray, ...],
         labels: np.ndarray,
+        known: np.ndarray | None = None,
     ) -> None:
-        """Mark these events' labels under each of their entities."""
+        """Mark these events' labels (and, per-row label times, when each became known)
+        under each of their entities."""
+
+    def put_side_rows(self, table: str, rows: pd.DataFrame) -> int:
+        """Store rows of a side table (its keys, time and columns; idempotent: a row with
+        the same keys and time replaces the stored one); the live path for new rows.
+        Rows at or before the table's horizon behind the watermark are dropped, and each
+        key written is pruned against it. Returns how many rows were kept."""
+        spec = self._side_layout(table)
+        if spec is None:
+            return 0
+        side = self._side_rows(spec, rows)
+        watermark = self.watermark_ns()
+        prune = None if watermark is None else watermark - spec.horizon_ns + spec.known_after_ns
+        if prune is not None:
+            side = side.take(side.published_ns > prune)
+        if len(side):
+            self._put_side(spec, side, prune)
+        return len(side)
+
+    def _side_layout(self, table: str) -> SideLayout | None:
+        """A side table's layout; None for one declared but read by no feature (nothing of it
+        is kept); an undeclared name is refused."""
+        if table not in self.side:
+            declared = [t.name for t in self.features.side_tables]
+            if table in declared:
+                return None
+            raise ValueError(
+                f"side table {table!r}: not declared by use case {self.use_case} "
+                f"(declared: {', '.join(declared) or 'none'})"
+            )
+        return self.side[table]
+
+    def _side_rows(self, spec: SideLayout, rows: pd.DataFrame) -> SideRows:
+        """A side table's frame as typed arrays. A row with a null key or time can never be
+        joined, so it is left out (as the batch engine does); values must be finite or null."""
+        what = f"side table {spec.name}"
+        _require(rows, (*(c for c, _ in spec.keys), spec.time, *spec.columns), what)
+        usable = rows[spec.time].notna().to_numpy()
+        for column, _ in spec.keys:
+            usable &= rows[column].notna().to_numpy()
+        if not usable.all():
+            rows = rows[usable]
+        keys = []
+        for column, kind in spec.keys:
+            try:
+                keys.append(_keys(rows[column], kind))
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"{what}: {column}: not {kind} keys ({exc})") from None
+        published = times_ns(rows[spec.time], f"{what}: {spec.time}") + spec.known_after_ns
+        values = []
+        for column in spec.columns:
+            try:
+                value = pd.to_numeric(rows[column]).to_numpy(np.float64, na_value=np.nan)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"{what}: {column}: not numeric ({exc})") from None
+            if np.isinf(value).any():
+                raise ValueError(f"{what}: {column}: must be finite or null")
+            values.append(value)
+        return SideRows(tuple(keys), published, tuple(values))
+
+    @abstractmethod
+    def _put_side(self, spec: SideLayout, rows: SideRows, prune_ns: int | None) -> None:
+        """Upsert rows by (keys, publication time); then drop each written key's rows
+        published at or before ``prune_ns`` (None: no watermark yet)."""
 
     @abstractmethod
     def _bulk_insert(self, rows: LoadRows) -> None:
@@ -228,35 +422,68 @@ class OnlineStore(ABC):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def load(self, events: pd.DataFrame, as_of: pd.Timestamp | str) -> dict[str, int]:
+    def load(
+        self,
+        events: pd.DataFrame,
+        as_of: pd.Timestamp | str,
+        side_tables: Mapping[str, pd.DataFrame] | None = None,
+    ) -> dict[str, int]:
         """Replace the state with what the online engine needs at ``as_of``.
 
         Keeps events in ``(as_of - horizon, as_of]``; a label is loaded only if it has
-        matured (event at or before ``as_of - label delay``). The watermark becomes the
-        newest event kept (none kept: the store is empty and has no watermark).
+        matured (event at or before ``as_of - label delay``), or, known at a per-row time,
+        only if that time is at or before ``as_of`` (with its time). The watermark becomes
+        the newest event kept (none kept: the store is empty and has no watermark).
+        ``side_tables`` (name -> rows) are the as-of joins' tables: rows published at or
+        before ``as_of`` and within their table's horizon of it are kept; later rows come
+        through ``put_side_rows``.
         """
         from ml_platform.features.batch import naive_utc
 
         fs = self.features
         _require(events, (*fs.input_columns, fs.label), "transactions")
+        side = {
+            name: self._side_rows(spec, frame)
+            for name, frame in (side_tables or {}).items()
+            if (spec := self._side_layout(name)) is not None
+        }
         as_of_ns = to_ns(as_of)
         t = naive_utc(events[fs.event_time]).to_numpy("datetime64[ns]").view(np.int64)
         keep = (t > as_of_ns - self.horizon_ns) & (t <= as_of_ns)
         matured = t <= as_of_ns - self.label_delay_days * DAY_NS
-        label = events[fs.label].to_numpy().astype(self.layout.label_dtype) * matured
+        known = None
+        if self.layout.known:
+            label, known = self._per_row_labels(events, as_of_ns)
+            loaded = known != UNKNOWN_NS
+            if self._fixed_delay_labels:
+                loaded |= matured
+            label = label * loaded
+            known = known[keep]
+        else:
+            label = events[fs.label].to_numpy().astype(self.layout.label_dtype) * matured
         rows = LoadRows(
             time_ns=t[keep],
             ids=events[fs.event_id].to_numpy(self.layout.id_dtype)[keep],
             keys=tuple(_keys(events[c], kind)[keep] for c, kind in fs.entities),
             values=tuple(events[c].to_numpy(np.float64)[keep] for c in fs.value_columns),
             labels=label[keep],
+            known=known,
         )
         self.clear()
         self._bulk_insert(rows)
         if len(rows):
             self._set_watermark(int(rows.time_ns.max()))
-        counts = self.entity_counts()
-        return {"rows": len(rows), "labels": int((rows.labels != 0).sum()), **counts}
+        stats = {"rows": len(rows), "labels": int((rows.labels != 0).sum())}
+        if known is not None:
+            stats["labels"] = int((known != UNKNOWN_NS).sum())
+        for name, kept in side.items():
+            spec = self.side[name]
+            oldest = as_of_ns - spec.horizon_ns + spec.known_after_ns
+            kept = kept.take((kept.published_ns > oldest) & (kept.published_ns <= as_of_ns))
+            if len(kept):
+                self._put_side(spec, kept, None)
+            stats[f"side_{name}"] = len(kept)
+        return {**stats, **self.entity_counts()}
 
 
 def _require(frame: pd.DataFrame, columns: Sequence[str], what: str) -> None:
@@ -268,6 +495,23 @@ def _require(frame: pd.DataFrame, columns: Sequence[str], what: str) -> None:
 def _keys(column: pd.Series, kind: str) -> np.ndarray:
     """An entity-key column as int64 or Python strings (its declared type)."""
     return column.to_numpy(np.int64) if kind == "int" else column.astype(str).to_numpy(object)
+
+
+def times_ns(column: pd.Series, what: str, missing: int | None = None) -> np.ndarray:
+    """A column of timestamps (aware -> UTC) as naive-UTC int64 ns; a null is ``missing``,
+    or refused naming ``what`` when ``missing`` is None."""
+    from ml_platform.features.batch import naive_utc
+
+    if not pd.api.types.is_datetime64_any_dtype(column):
+        try:
+            column = pd.to_datetime(column, format="ISO8601")
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{what}: not timestamps ({exc})") from None
+    null = column.isna().to_numpy()
+    if null.any() and missing is None:
+        raise ValueError(f"{what}: contains nulls")
+    ns = naive_utc(column).to_numpy("datetime64[ns]").view(np.int64)
+    return np.where(null, missing, ns) if null.any() else ns
 
 
 _EPOCH = datetime(1970, 1, 1)
