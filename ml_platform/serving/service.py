@@ -110,7 +110,7 @@ class FraudDetector:
         self.log_writer = PredictionLogWriter(
             prediction_log_path(s), self.feature_columns, flush_seconds=s.serving_log_flush_seconds
         )
-        self.slots = ModelSlots()
+        self.slots = ModelSlots(s.model_name)
         versions = self.slots.refresh()
         log.info("fraud_detector: serving %s (registry %s)", versions, s.tracking_uri)
         self.slots.start_polling(s.serving_reload_seconds)
