@@ -12,13 +12,15 @@ import dagster as dg
 
 from ml_platform.defs import STAGES, build_definitions, names
 from ml_platform.defs.context import StageContext, fraud_context
+from ml_platform.settings import Settings
 
 __all__ = ["fraud", "names"]
 
 
-def fraud(*stages: str) -> tuple[StageContext, dg.Definitions]:
-    """Fraud's context and the definitions of ``stages`` (default: every stage)."""
-    ctx = fraud_context()
+def fraud(*stages: str, settings: Settings | None = None) -> tuple[StageContext, dg.Definitions]:
+    """Fraud's context and the definitions of ``stages`` (default: every stage), for
+    ``settings`` (default: the current ones)."""
+    ctx = fraud_context(settings)
     chosen: Sequence[str] = stages or STAGES
     return ctx, build_definitions([ctx.use_case.name], settings=ctx.settings, stages=chosen)
 
