@@ -126,20 +126,20 @@ def test_mlflow_registry_on_postgres_register_promote_rollback(
 
     v1 = register(platform, platform.champion, promote=True)
     v2 = register(platform, platform.challenger, promote=False)
-    assert registry.current_version("champion") == v1
-    assert registry.current_version("challenger") == v2
+    assert registry.current_version("champion", model_name=s.model_name) == v1
+    assert registry.current_version("challenger", model_name=s.model_name) == v2
 
-    registry.promote(v2, who="tests", why="production profile test")
-    assert registry.current_version("champion") == v2
-    registry.rollback(who="tests", why="production profile test")
-    assert registry.current_version("champion") == v1
+    registry.promote(v2, who="tests", why="production profile test", model_name=s.model_name)
+    assert registry.current_version("champion", model_name=s.model_name) == v2
+    registry.rollback(who="tests", why="production profile test", model_name=s.model_name)
+    assert registry.current_version("champion", model_name=s.model_name) == v1
 
     # the champion comes back from the registry and scores like the model we trained
-    model, info = registry.load_native_model("champion")
+    model, info = registry.load_native_model("champion", model_name=s.model_name)
     assert info.version == v1
     x = platform.valid[model.feature_columns].head(200)
     np.testing.assert_allclose(model.score(x), platform.champion.chosen.score(x), rtol=1e-12)
-    history = registry.alias_history()
+    history = registry.alias_history(model_name=s.model_name)
     assert [h["alias"] for h in history].count("champion") >= 3
 
     # stored in this test's PostgreSQL database, lineage tags included
