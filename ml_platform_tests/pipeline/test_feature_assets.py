@@ -16,9 +16,9 @@ import pandas as pd
 import pytest
 
 from ml_platform.data import lake
+from ml_platform.defs.partitions import build_daily_partitions
 from ml_platform.defs.resources import LakeIOManager, lake_table_of
 from ml_platform.defs.run import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
-from ml_platform.defs.partitions import build_daily_partitions
 from ml_platform.features import FEATURE_COLUMNS, build_features, horizon_days
 from ml_platform.features.online import OnlineFeatureEngine
 from ml_platform.features.stores import open_store
