@@ -188,7 +188,7 @@ def time_dagster(days: list[date]) -> dict:
     )
     defs = dg.Definitions.merge(
         build_definitions(
-            [ctx.use_case.name], settings=s, stages=("ingestion", "features", "serving")
+            [ctx.use_case.name], settings=s, stages=(names.INGESTION, names.FEATURES, names.SERVING)
         ),
         dg.Definitions(jobs=[job]),
     )

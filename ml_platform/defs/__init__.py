@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 
+from ml_platform.defs import names
+
 if TYPE_CHECKING:
     from ml_platform.settings import Settings
 
@@ -28,8 +30,17 @@ warnings.filterwarnings("ignore", category=dg.BetaWarning)
 #: assets, jobs, sensors and registered model, so they never collide).
 DAGSTER_USE_CASES: tuple[str, ...] = ("fraud",)
 
-#: Stage modules in pipeline order; each has ``build(ctx) -> dg.Definitions``.
-STAGES = ("ingestion", "warehouse", "features", "training", "serving", "monitoring", "automation")
+#: Stage modules (``ml_platform.defs.<stage>``) in pipeline order; each has
+#: ``build(ctx) -> dg.Definitions``.
+STAGES = (
+    names.INGESTION,
+    names.WAREHOUSE,
+    names.FEATURES,
+    names.TRAINING,
+    names.SERVING,
+    names.MONITORING,
+    names.AUTOMATION,
+)
 
 
 def load_settings() -> Settings:

@@ -15,6 +15,8 @@ FEATURES = "features"
 TRAINING = "training"
 SERVING = "serving"
 MONITORING = "monitoring"
+#: jobs, schedule and sensors (a stage with no assets, so no group)
+AUTOMATION = "automation"
 
 # --- assets --------------------------------------------------------------------------------
 RAW_EVENTS = "raw_events"

@@ -101,10 +101,6 @@ def plan_range(a: BacktestArgs, lookback_days: int) -> tuple[date, bool]:
     return first, first <= inner.train_start
 
 
-#: The stages whose definitions the backtest builds (its job and the assets it selects).
-PIPELINE_STAGES = ("ingestion", "features", "training")
-
-
 def pipeline_settings(a: BacktestArgs, first: date, workdir: Path):
     """Settings of the backtest's own pipeline: the files source, its dates, a temp folder."""
     from ml_platform.settings import Settings
@@ -135,7 +131,9 @@ def materialize(a: BacktestArgs, first: date, workdir: Path, use_case: str = "fr
 
     quiet_telemetry()
     s = pipeline_settings(a, first, workdir)
-    defs = build_definitions([use_case], settings=s, stages=PIPELINE_STAGES)
+    # only the stages of the job and the assets it selects (no dbt manifest needed)
+    stages = (names.INGESTION, names.FEATURES, names.TRAINING)
+    defs = build_definitions([use_case], settings=s, stages=stages)
     job = get_use_case(use_case).qualified(names.FEATURE_PIPELINE_JOB)
     with dg.DagsterInstance.ephemeral() as instance:
         result = run_job(

@@ -129,10 +129,12 @@ def test_importing_the_entry_point_reads_no_setting_and_builds_nothing() -> None
         "import sys\n"
         "import ml_platform.definitions as entry\n"
         "import ml_platform.defs\n"
+        "loaded = [m for m in sys.modules if m.startswith(('dagster_dbt', 'ml_platform.'))]\n"
+        "stages = set(loaded) - {'ml_platform.definitions', 'ml_platform.defs', "
+        "'ml_platform.defs.names'}\n"
+        "assert not stages, f'imported at import: {sorted(stages)}'\n"
         "from ml_platform.settings import get_settings\n"
         "assert get_settings.cache_info().currsize == 0, 'settings were read at import'\n"
-        "assert not [m for m in sys.modules if m.startswith(('dagster_dbt', 'ml_platform.use_"
-        "cases', 'ml_platform.defs.'))], 'stages were imported'\n"
         "print(type(entry.defs).__name__)\n"
         "try:\n"
         "    entry.defs()\n"
@@ -151,11 +153,11 @@ def test_definitions_are_built_for_the_dates_they_are_given(defs) -> None:
     """Two builds, two date ranges, one process: the partitions follow the settings."""
     from datetime import date
 
-    from ml_platform.defs import build_definitions
+    from ml_platform.defs import build_definitions, names
     from ml_platform.settings import Settings
 
     s = Settings(start_date=date(2024, 1, 1), end_date=date(2024, 1, 10))
-    other = build_definitions(settings=s, stages=("ingestion",))
+    other = build_definitions(settings=s, stages=(names.INGESTION,))
     keys = other.resolve_job_def("__ASSET_JOB").partitions_def.get_partition_keys()
     assert keys[0] == "2024-01-01" and keys[-1] == "2024-01-10" and len(keys) == 10
     mine = defs.resolve_job_def("fraud_spine_job").partitions_def.get_partition_keys()

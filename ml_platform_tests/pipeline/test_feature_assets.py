@@ -77,7 +77,7 @@ class RecordingLakeIOManager(LakeIOManager):
 def _materialize(s, first: str, last: str) -> dg.ExecuteInProcessResult:
     """The feature assets of ``s``, over the validated events already in the lake."""
     loaded_inputs.clear()
-    ctx, defs = fraud("features", settings=s)
+    ctx, defs = fraud(names.FEATURES, settings=s)
     validated = dg.AssetSpec(
         ctx.key(names.VALIDATED_EVENTS),
         partitions_def=ctx.partitions,

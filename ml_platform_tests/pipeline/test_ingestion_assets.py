@@ -28,7 +28,7 @@ CHECK_NAME = "fraud_quarantine_share_within_limit"
 
 def _materialize(settings) -> dg.ExecuteInProcessResult:
     """The ingestion assets built for ``settings`` (their source, dates and limits)."""
-    _, defs = fraud("ingestion", settings=settings)
+    _, defs = fraud(names.INGESTION, settings=settings)
     return dg.materialize(
         assets_of(defs),
         resources={"io_manager": LakeIOManager(lake_dir=str(settings.lake_dir))},
@@ -57,7 +57,7 @@ def _check(result: dg.ExecuteInProcessResult) -> dg.AssetCheckEvaluation:
 
 
 def test_definitions_metadata():
-    ctx, defs = fraud("ingestion")
+    ctx, defs = fraud(names.INGESTION)
     graph = defs.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
     assert keys == {f"fraud_{base}" for base in ASSETS}

@@ -34,7 +34,7 @@ def world(tmp_path_factory):
 @pytest.fixture(scope="module")
 def built(world):
     """The fraud monitoring and warehouse definitions for the world's settings."""
-    return fraud("monitoring", "warehouse", settings=world.settings)
+    return fraud(names.MONITORING, names.WAREHOUSE, settings=world.settings)
 
 
 def asset(built, base: str) -> dg.AssetsDefinition:

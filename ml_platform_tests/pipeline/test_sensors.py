@@ -50,9 +50,9 @@ def instance():
 
 def built(name: str):
     """Fraud's sensor or schedule ``name``, built now for the current settings."""
-    from ml_platform_tests.dagster_support import fraud
+    from ml_platform_tests.dagster_support import fraud, names
 
-    _, defs = fraud("training", "automation")  # the training job the sensor starts
+    _, defs = fraud(names.TRAINING, names.AUTOMATION)  # the training job the sensor starts
     if name.endswith("_schedule"):
         return defs.resolve_schedule_def(name)
     return defs.resolve_sensor_def(name)

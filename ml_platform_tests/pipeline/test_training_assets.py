@@ -8,7 +8,7 @@ import pytest
 
 from ml_platform.data import lake
 from ml_platform.defs.run import run_job
-from ml_platform_tests.dagster_support import fraud
+from ml_platform_tests.dagster_support import fraud, names
 
 
 def _metadata(result: dg.ExecuteInProcessResult, key: str) -> dict:
@@ -21,7 +21,7 @@ def _metadata(result: dg.ExecuteInProcessResult, key: str) -> dict:
 @pytest.mark.slow
 def test_training_job_registers_and_promotes_with_lineage(settings_env):
     s = settings_env()
-    ctx, defs = fraud("ingestion", "features", "training")
+    ctx, defs = fraud(names.INGESTION, names.FEATURES, names.TRAINING)
     instance = dg.DagsterInstance.ephemeral()
     assert run_job(
         defs, "fraud_feature_pipeline_job", start=s.start_date, end=s.end_date, instance=instance

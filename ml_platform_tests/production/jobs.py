@@ -17,6 +17,6 @@ def ingestion_defs() -> dg.Definitions:
     ctx = fraud_context()
     job = dg.define_asset_job(JOB, selection=dg.AssetSelection.groups(ctx.name(names.INGESTION)))
     return dg.Definitions.merge(
-        build_definitions([ctx.use_case.name], settings=ctx.settings, stages=("ingestion",)),
+        build_definitions([ctx.use_case.name], settings=ctx.settings, stages=(names.INGESTION,)),
         dg.Definitions(jobs=[job]),
     )

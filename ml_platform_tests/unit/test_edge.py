@@ -195,7 +195,7 @@ def test_edge_package_asset(registered) -> None:
 
     p, champion, _ = registered
     with support.platform_env(p.data_dir):
-        ctx, defs = fraud("serving")
+        ctx, defs = fraud(names.SERVING)
         edge_package = defs.get_assets_def(ctx.key(names.EDGE_PACKAGE))
         result = dg.materialize([edge_package], instance=dg.DagsterInstance.ephemeral())
         assert result.success

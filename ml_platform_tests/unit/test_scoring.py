@@ -340,7 +340,7 @@ def test_batch_predictions_asset_is_idempotent(session_dir: Path) -> None:
         lake_dir = get_settings().lake_dir
         resources = {"io_manager": LakeIOManager(lake_dir=str(lake_dir))}
         instance = dg.DagsterInstance.ephemeral()
-        ctx, defs = fraud("ingestion", "features", "serving")
+        ctx, defs = fraud(names.INGESTION, names.FEATURES, names.SERVING)
         batch_predictions = ctx.key(names.BATCH_PREDICTIONS)
         key = "2025-05-14"
         target = lake.partition_path(lake_dir, "batch_predictions", key)
