@@ -74,9 +74,10 @@ def build_definitions(
     from ml_platform.defs.context import StageContext
     from ml_platform.defs.resources import build_resources
     from ml_platform.use_cases import load_use_cases
+    from ml_platform.use_cases.loader import use_case_roots
 
     settings = settings or load_settings()
-    known = load_use_cases()
+    known = load_use_cases(use_case_roots(settings.use_case_dirs))
     unknown = [name for name in use_cases if name not in known]
     if unknown:
         raise ValueError(

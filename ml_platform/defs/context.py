@@ -65,5 +65,7 @@ def fraud_context(settings: Settings | None = None) -> StageContext:
     """The fraud use case with the current (or given) settings: tests and the CLI."""
     from ml_platform.settings import get_settings
     from ml_platform.use_cases import get_use_case
+    from ml_platform.use_cases.loader import use_case_roots
 
-    return StageContext(get_use_case("fraud"), settings or get_settings())
+    settings = settings or get_settings()
+    return StageContext(get_use_case("fraud", use_case_roots(settings.use_case_dirs)), settings)
