@@ -31,7 +31,8 @@ warnings.filterwarnings("ignore", category=dg.BetaWarning)
 DAGSTER_USE_CASES: tuple[str, ...] = ("fraud",)
 
 #: Stage modules (``ml_platform.defs.<stage>``) in pipeline order; each has
-#: ``build(ctx) -> dg.Definitions``.
+#: ``build(ctx) -> dg.Definitions`` (one use case), and may have
+#: ``shared_resources(settings) -> dict`` (resources every use case's assets share, added once).
 STAGES = (
     names.INGESTION,
     names.WAREHOUSE,
@@ -86,7 +87,10 @@ def build_definitions(
     modules = [importlib.import_module(f"ml_platform.defs.{stage}") for stage in stages]
     contexts = [StageContext(known[name], settings) for name in use_cases]
     parts = [module.build(ctx) for ctx in contexts for module in modules]
+    resources = build_resources(settings)
+    for module in modules:
+        if hasattr(module, "shared_resources"):
+            resources |= module.shared_resources(settings)
     return dg.Definitions.merge(
-        *parts,
-        dg.Definitions(resources=build_resources(settings), executor=dg.in_process_executor),
+        *parts, dg.Definitions(resources=resources, executor=dg.in_process_executor)
     )

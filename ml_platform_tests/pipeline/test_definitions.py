@@ -169,3 +169,32 @@ def test_an_unknown_use_case_is_a_clear_error() -> None:
 
     with pytest.raises(ValueError, match="use cases: churn not found"):
         build_definitions(["churn"])
+
+
+def test_two_use_cases_build_side_by_side_without_a_shared_name(settings_env, tmp_path) -> None:
+    """A second use case (a team's copy of fraud, renamed) gets its own prefixed assets,
+    checks, groups, jobs, sensors and schedule, its own registered model, in one location."""
+    from ml_platform.defs import build_definitions
+    from ml_platform_tests.unit.test_use_cases import write_case
+
+    write_case(tmp_path / "team", "churn")
+    settings_env(use_case_dirs=str(tmp_path / "team"))
+    both = build_definitions(["fraud", "churn"])
+    graph = both.resolve_asset_graph()
+    keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
+    churn = {k.replace("fraud_", "churn_", 1) for k in FRAUD_ASSETS}
+    assert keys == FRAUD_ASSETS | churn
+    assert {graph.get(k).group_name for k in graph.get_all_asset_keys()} == FRAUD_GROUPS | {
+        g.replace("fraud_", "churn_", 1) for g in FRAUD_GROUPS
+    }
+    jobs = {j.name for j in both.jobs or []}
+    assert jobs == FRAUD_JOBS | {j.replace("fraud_", "churn_", 1) for j in FRAUD_JOBS}
+    sensors = {s.name for s in both.sensors or []}
+    assert sensors == FRAUD_SENSORS | {s.replace("fraud_", "churn_", 1) for s in FRAUD_SENSORS}
+    assert both.resolve_sensor_def("churn_retraining_sensor").job_name == "churn_training_job"
+    # each use case's dbt models read its own validated events
+    parents = graph.get(dg.AssetKey("churn_stg_transactions")).parent_keys
+    assert parents == {dg.AssetKey("churn_validated_events")}
+    candidate = graph.get(dg.AssetKey("churn_candidate_model"))
+    assert "churn_model" in (candidate.description or "")
+    assert candidate.metadata["ml_platform/use_case"] == "churn"
