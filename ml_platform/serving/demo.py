@@ -1,7 +1,7 @@
 """The serving step of ``make demo``: batch predictions, then how to call the API.
 
 The example request is a real transaction of the last day, so with the online store loaded
-as of the range's end (``training_features_job``) the API computes exactly the features
+as of the range's end (``<name>_training_features_job``) the API computes exactly the features
 the batch engine computed for it.
 """
 
