@@ -9,7 +9,7 @@ Timed, two ways, both "read, features, predict, write" for the whole month in on
 1. ``core``: the plain-Python path (``serving.scoring.score_transactions``): read every
    partition of the month + look-back, batch features, champion score, write 30 daily
    ``batch_predictions`` partitions.
-2. ``dagster``: the real assets ``transaction_features`` + ``batch_predictions``
+2. ``dagster``: the real assets ``fraud_event_features`` + ``fraud_batch_predictions``
    materialized as ONE single-run backfill over the month (in-process executor, the lake
    IO manager reading the look-back), i.e. what the platform runs.
 Throughput = scored transactions / minute (target >= 5M/min). Rows read (look-back
@@ -103,12 +103,22 @@ def prepare(
         thr = models.best_f1_threshold(valid["tx_fraud"].to_numpy(), gbm.score(valid))
         cands = models.CandidateSet(baseline, gbm, base_m, m, gbm, "benchmark", thr, m)
         info = registry.log_training_run(
-            cands, train, valid, windows, feature_version=FEATURE_VERSION
+            cands,
+            train,
+            valid,
+            windows,
+            model_name=s.model_name,
+            use_case="fraud",
+            feature_version=FEATURE_VERSION,
         )
         versions.append((info.version, gbm.best_iteration, m["average_precision"]))
-    registry.promote(versions[0][0], who="benchmark", why="benchmark champion")
+    registry.promote(
+        versions[0][0], model_name=s.model_name, who="benchmark", why="benchmark champion"
+    )
     if challenger:
-        registry.set_alias("challenger", versions[1][0], who="benchmark", why="shadow")
+        registry.set_alias(
+            "challenger", versions[1][0], model_name=s.model_name, who="benchmark", why="shadow"
+        )
     return {
         "simulated_days": (end - start).days + 1,
         "simulated_rows": len(tx),
@@ -128,7 +138,7 @@ def time_core(days: list[date], lookback: list[date]) -> dict:
     from ml_platform.settings import get_settings
 
     s = get_settings()
-    model = load_model("champion")
+    model = load_model("champion", model_name=s.model_name)
     t0 = time.perf_counter()
     tx = lake.read_partitions(s.lake_dir, "validated_transactions", [*lookback, *days])
     t_read = time.perf_counter()
@@ -163,21 +173,24 @@ def time_dagster(days: list[date]) -> dict:
     import dagster as dg
 
     from ml_platform.data import lake
-    from ml_platform.defs import features, ingestion, serving
-    from ml_platform.defs.resources import build_resources
+    from ml_platform.defs import build_definitions, names
+    from ml_platform.defs.context import fraud_context
     from ml_platform.defs.run import run_job
     from ml_platform.settings import get_settings
 
     s = get_settings()
+    ctx = fraud_context(s)
     job = dg.define_asset_job(
         "batch_scoring_bench",
-        selection=dg.AssetSelection.assets("transaction_features", "batch_predictions"),
+        selection=dg.AssetSelection.assets(
+            ctx.key(names.EVENT_FEATURES), ctx.key(names.BATCH_PREDICTIONS)
+        ),
     )
     defs = dg.Definitions.merge(
-        ingestion.defs,
-        features.defs,
-        serving.defs,
-        dg.Definitions(jobs=[job], resources=build_resources(), executor=dg.in_process_executor),
+        build_definitions(
+            [ctx.use_case.name], settings=s, stages=(names.INGESTION, names.FEATURES, names.SERVING)
+        ),
+        dg.Definitions(jobs=[job]),
     )
     instance = dg.DagsterInstance.ephemeral()
     t0 = time.perf_counter()

@@ -7,7 +7,7 @@ headless Chromium what the README tour tells a new user to do, photographing eac
 asset groups, the launch dialog for one partition, the finished run, the launched group's
 asset graph, the asset page with its row count and checks, the automation page (sensors
 and schedules), the candidate model's metrics and the Evidently drift report opened from
-the drift_report asset page's link.
+the fraud_drift_report asset page's link.
 The pictures are outputs of this script; never edit them by hand. Prints one JSON line.
 """
 
@@ -114,13 +114,13 @@ def pages(
     # The population's champion: the candidate model's metrics as the UI shows them.
     population.result(timeout=600)
     keys = ["valid_average_precision", "valid_roc_auc"]
-    ui.read_asset_metadata(page, dev.url, assets["candidate_model"], keys)
+    ui.read_asset_metadata(page, dev.url, assets["fraud_candidate_model"], keys)
     heading = page.get_by_text("Metadata", exact=True).first
     heading.evaluate("e => e.scrollIntoView({block: 'start'})")  # the metadata table in view
     shot(page, "model-metrics.png")
 
-    # The drift report, opened from the link on the drift_report asset page.
-    cells = ui.read_asset_metadata(page, dev.url, assets["drift_report"], ["report_url"])
+    # The drift report, opened from the link on the fraud_drift_report asset page.
+    cells = ui.read_asset_metadata(page, dev.url, assets["fraud_drift_report"], ["report_url"])
     ui.open_drift_report(page, cells["report_url"]["href"])
     shot(page, "drift-report.png")
 

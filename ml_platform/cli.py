@@ -74,10 +74,19 @@ def _print_json(obj: object) -> None:
     print(json.dumps(obj, indent=2, default=str))
 
 
+def _model_name(args: argparse.Namespace) -> str:
+    """The registered model of the use case ``--use-case`` names (default: fraud)."""
+    from ml_platform.use_cases import get_use_case
+
+    return get_use_case(args.use_case).model_name
+
+
 def _cmd_promote(args: argparse.Namespace) -> int:
     from ml_platform.training import registry
 
-    info = registry.promote(args.version, who=args.who, why=args.reason)
+    info = registry.promote(
+        args.version, model_name=_model_name(args), who=args.who, why=args.reason
+    )
     print(f"{info.name} version {info.version} ({info.kind}) is now @champion")
     return 0
 
@@ -85,7 +94,7 @@ def _cmd_promote(args: argparse.Namespace) -> int:
 def _cmd_rollback(args: argparse.Namespace) -> int:
     from ml_platform.training import registry
 
-    info = registry.rollback(who=args.who, why=args.reason)
+    info = registry.rollback(model_name=_model_name(args), who=args.who, why=args.reason)
     print(f"rolled back: {info.name} version {info.version} ({info.kind}) is @champion again")
     return 0
 
@@ -93,9 +102,12 @@ def _cmd_rollback(args: argparse.Namespace) -> int:
 def _cmd_models(args: argparse.Namespace) -> int:
     from ml_platform.training import registry
 
-    rows = registry.list_models()
+    model_name = _model_name(args)
+    rows = registry.list_models(model_name=model_name)
     if args.json:
-        _print_json({"versions": rows, "alias_history": registry.alias_history()})
+        _print_json(
+            {"versions": rows, "alias_history": registry.alias_history(model_name=model_name)}
+        )
         return 0
     if not rows:
         print("no registered model versions yet (run the training job or `make demo`)")
@@ -113,7 +125,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
             f"{(lin['git_commit'] or '-')[:12]:<12} {lin['feature_version'] or '-':<16} "
             f"{lin['train_window'] or '-'}"
         )
-    history = registry.alias_history()[-5:]
+    history = registry.alias_history(model_name=model_name)[-5:]
     if history:
         print("recent alias changes:")
         for e in history:
@@ -147,6 +159,14 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_use_case_option(p) -> None:
+    p.add_argument(
+        "--use-case",
+        default="fraud",
+        help="the use case whose registered model to act on (default: fraud)",
+    )
+
+
 def _add_training_commands(sub) -> None:
     p = _add_command(
         sub,
@@ -158,6 +178,7 @@ def _add_training_commands(sub) -> None:
     p.add_argument("version", help="registered version number of the model")
     p.add_argument("--reason", default="manual promotion", help="recorded with the alias change")
     p.add_argument("--who", default=None, help="recorded as who (default: the OS user)")
+    _add_use_case_option(p)
 
     p = _add_command(
         sub,
@@ -168,11 +189,13 @@ def _add_training_commands(sub) -> None:
     )
     p.add_argument("--reason", default="manual rollback", help="recorded with the alias change")
     p.add_argument("--who", default=None, help="recorded as who (default: the OS user)")
+    _add_use_case_option(p)
 
     p = _add_command(
         sub, "models", "versions, aliases, metrics and lineage of the registry", _cmd_models
     )
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    _add_use_case_option(p)
 
     p = _add_command(
         sub,

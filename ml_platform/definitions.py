@@ -1,5 +1,16 @@
-"""Dagster entry point (workspace.yaml and ``dagster dev -m`` load ``defs`` from here)."""
+"""Dagster entry point (workspace.yaml and ``dagster dev -m`` load ``defs`` from here).
 
-from ml_platform.defs import build_definitions
+``defs`` is lazy (``@dg.definitions``): importing this module reads no setting and builds
+nothing; Dagster calls it when it loads the code location. Code that wants the definitions
+themselves calls :func:`ml_platform.defs.build_definitions` (with chosen settings if needed).
+"""
 
-defs = build_definitions()
+import dagster as dg
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    """Every stage of every use case in ``ml_platform.defs.DAGSTER_USE_CASES``."""
+    from ml_platform.defs import build_definitions
+
+    return build_definitions()

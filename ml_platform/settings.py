@@ -54,7 +54,11 @@ class Settings(BaseSettings):
 
     # --- registry / serving ----------------------------------------------------------------
     mlflow_tracking_uri: str | None = Field(None, description="Default: SQLite in data_dir.")
-    model_name: str = "fraud_detector"
+    model_name: str = Field(
+        "fraud_detector",
+        description="Registered model the real-time API and the edge export serve (fraud's); "
+        "the Dagster assets and the registry commands use their use case's model_name.",
+    )
     # --- training, promotion gate ---------------------------------------------------------
     train_days: int = Field(14, ge=1, description="Training window length (days).")
     valid_days: int = Field(7, ge=1, description="Validation window, the latest matured days.")

@@ -1,42 +1,96 @@
 """The Dagster layer: thin assets, checks, jobs and sensors over the plain-Python core.
 
-Each stage lives in its own folder and exposes ``defs``; ``build_definitions`` merges them.
+Each stage lives in its own folder and exposes ``build(ctx)``, which builds that stage's
+definitions for one use case (:class:`~ml_platform.defs.context.StageContext`);
+:func:`build_definitions` merges every stage of every use case in :data:`DAGSTER_USE_CASES`.
+Importing this package builds nothing and reads no setting: definitions are built when
+``build_definitions`` is called (``ml_platform.definitions`` calls it lazily, when Dagster
+loads the code location).
 """
 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import dagster as dg
+
+from ml_platform.defs import names
+
+if TYPE_CHECKING:
+    from ml_platform.settings import Settings
 
 # Single-run backfill policies and look-back partition mappings are marked beta in Dagster
 # 1.13; we depend on them deliberately, so their warnings are noise for our users.
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
+#: Use cases whose pipeline the Dagster code location serves. Fraud only for now: another
+#: use case joins this tuple once its engines run end to end (each gets its own prefixed
+#: assets, jobs, sensors and registered model, so they never collide).
+DAGSTER_USE_CASES: tuple[str, ...] = ("fraud",)
 
-def build_definitions() -> dg.Definitions:
-    # Imported here so that importing ml_platform.defs.* submodules stays cheap.
-    from ml_platform.defs import (
-        automation,
-        features,
-        ingestion,
-        monitoring,
-        serving,
-        training,
-        warehouse,
-    )
+#: Stage modules (``ml_platform.defs.<stage>``) in pipeline order; each has
+#: ``build(ctx) -> dg.Definitions`` (one use case), and may have
+#: ``shared_resources(settings) -> dict`` (resources every use case's assets share, added once).
+STAGES = (
+    names.INGESTION,
+    names.WAREHOUSE,
+    names.FEATURES,
+    names.TRAINING,
+    names.SERVING,
+    names.MONITORING,
+    names.AUTOMATION,
+)
+
+
+def load_settings() -> Settings:
+    """The current settings; a bad ``ML_PLATFORM_*`` value fails naming the variable."""
+    from pydantic import ValidationError
+
+    from ml_platform.settings import get_settings
+
+    try:
+        return get_settings()
+    except ValidationError as exc:
+        problems = [
+            f"ML_PLATFORM_{'_'.join(map(str, e['loc'])).upper() or '(settings)'}: {e['msg']}"
+            + (f" (got {e['input']!r})" if isinstance(e.get("input"), str) else "")
+            for e in exc.errors()
+        ]
+        raise ValueError("settings: " + "; ".join(problems)) from None
+
+
+def build_definitions(
+    use_cases: Sequence[str] = DAGSTER_USE_CASES,
+    *,
+    settings: Settings | None = None,
+    stages: Sequence[str] = STAGES,
+) -> dg.Definitions:
+    """Every stage (or the ``stages`` given) of every use case named, with ``settings``
+    (default: read now from the environment), the lake IO manager and the in-process
+    executor. The backtest and tests build definitions for chosen dates this way."""
+    import importlib
+
+    from ml_platform.defs.context import StageContext
     from ml_platform.defs.resources import build_resources
+    from ml_platform.use_cases import load_use_cases
+    from ml_platform.use_cases.loader import use_case_roots
 
-    stages = [
-        ingestion.defs,
-        warehouse.defs,
-        features.defs,
-        training.defs,
-        serving.defs,
-        monitoring.defs,
-        automation.defs,
-    ]
+    settings = settings or load_settings()
+    known = load_use_cases(use_case_roots(settings.use_case_dirs))
+    unknown = [name for name in use_cases if name not in known]
+    if unknown:
+        raise ValueError(
+            f"use cases: {', '.join(unknown)} not found (known: {', '.join(sorted(known))})"
+        )
+    modules = [importlib.import_module(f"ml_platform.defs.{stage}") for stage in stages]
+    contexts = [StageContext(known[name], settings) for name in use_cases]
+    parts = [module.build(ctx) for ctx in contexts for module in modules]
+    resources = build_resources(settings)
+    for module in modules:
+        if hasattr(module, "shared_resources"):
+            resources |= module.shared_resources(settings)
     return dg.Definitions.merge(
-        *stages,
-        dg.Definitions(resources=build_resources(), executor=dg.in_process_executor),
+        *parts, dg.Definitions(resources=resources, executor=dg.in_process_executor)
     )

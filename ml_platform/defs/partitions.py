@@ -1,4 +1,4 @@
-"""The daily partitioning shared by every date-based asset."""
+"""The daily partitioning shared by every date-based asset of a use case."""
 
 from __future__ import annotations
 
@@ -6,18 +6,15 @@ from datetime import timedelta
 
 import dagster as dg
 
-from ml_platform.settings import get_settings
+from ml_platform.settings import Settings
 
 
-def build_daily_partitions() -> dg.DailyPartitionsDefinition:
-    s = get_settings()
+def build_daily_partitions(settings: Settings) -> dg.DailyPartitionsDefinition:
+    """One partition per day of ``settings.start_date..end_date`` (inclusive)."""
     return dg.DailyPartitionsDefinition(
-        start_date=s.start_date.isoformat(),
-        end_date=(s.end_date + timedelta(days=1)).isoformat(),  # exclusive
+        start_date=settings.start_date.isoformat(),
+        end_date=(settings.end_date + timedelta(days=1)).isoformat(),  # exclusive
     )
-
-
-daily_partitions = build_daily_partitions()
 
 
 def lookback_mapping(days: int) -> dg.TimeWindowPartitionMapping:

@@ -8,14 +8,24 @@ import dagster as dg
 import pandas as pd
 
 from ml_platform.data import lake
-from ml_platform.settings import get_settings
+from ml_platform.defs.context import LAKE_TABLE_KEY
+from ml_platform.settings import Settings
+
+
+def lake_table_of(definition_metadata: dict | None, asset_key: dg.AssetKey) -> str:
+    """The lake table an asset declared (``LAKE_TABLE_KEY``), else its key's last part."""
+    table = (definition_metadata or {}).get(LAKE_TABLE_KEY)
+    if table is None:
+        return asset_key.path[-1]
+    return table.value if isinstance(table, dg.TextMetadataValue) else str(table)
 
 
 class LakeIOManager(dg.ConfigurableIOManager):
     """Stores DataFrames in the lake, one atomic Parquet file per daily partition.
 
     A single-run backfill over a range returns ``{partition_key: DataFrame}``; a single
-    partition may return the DataFrame itself. Unpartitioned assets get one file.
+    partition may return the DataFrame itself. Unpartitioned assets get one file. The table
+    is the one the asset names in its metadata (the lake keeps unprefixed table names).
     """
 
     lake_dir: str
@@ -23,7 +33,7 @@ class LakeIOManager(dg.ConfigurableIOManager):
     def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame | dict | None) -> None:
         if obj is None:
             return
-        table = context.asset_key.path[-1]
+        table = lake_table_of(context.definition_metadata, context.asset_key)
         root = Path(self.lake_dir)
         if not context.has_asset_partitions:
             target = root / table / lake.FILE_NAME
@@ -44,7 +54,8 @@ class LakeIOManager(dg.ConfigurableIOManager):
         )
 
     def load_input(self, context: dg.InputContext) -> pd.DataFrame:
-        table = context.upstream_output.asset_key.path[-1]
+        upstream = context.upstream_output
+        table = lake_table_of(upstream.definition_metadata, upstream.asset_key)
         root = Path(self.lake_dir)
         if not context.has_asset_partitions:
             return pd.read_parquet(root / table / lake.FILE_NAME)
@@ -52,5 +63,6 @@ class LakeIOManager(dg.ConfigurableIOManager):
         return lake.read_partitions(root, table, context.asset_partition_keys, missing_ok=True)
 
 
-def build_resources() -> dict:
-    return {"io_manager": LakeIOManager(lake_dir=str(get_settings().lake_dir))}
+def build_resources(settings: Settings) -> dict:
+    """The resources every stage needs: the lake IO manager under ``settings.lake_dir``."""
+    return {"io_manager": LakeIOManager(lake_dir=str(settings.lake_dir))}

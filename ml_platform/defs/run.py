@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from datetime import date
+from pathlib import Path
 
 import dagster as dg
 from dagster._core.storage.tags import (
@@ -26,14 +27,16 @@ def run_job(
     tags: dict[str, str] | None = None,
     raise_on_error: bool = True,
     log_level: str | None = None,
+    log_dir: Path | None = None,
 ) -> dg.ExecuteInProcessResult:
     """Execute ``job_name`` once, over the partition range ``start..end`` if given.
 
     ``log_level`` (e.g. "WARNING") quiets the console: Dagster's console logger logs from
     that level, and what the run writes to stdout and stderr (dagster-dbt echoes every dbt
     log line to stdout; MLflow logs and prints registrations to stderr) is appended to
-    ``<data_dir>/logs/<job_name>.log`` instead. Every event still goes to the instance, so
-    the run's full log stays readable in the UI; a failed run still raises.
+    ``<log_dir>/<job_name>.log`` (default ``<data_dir>/logs``) instead. Every event still
+    goes to the instance, so the run's full log stays readable in the UI; a failed run
+    still raises unless ``raise_on_error`` is False.
     """
     job = defs.resolve_job_def(job_name)
     run_tags = dict(tags or {})
@@ -45,9 +48,11 @@ def run_job(
     )
     with contextlib.ExitStack() as stack:
         if log_level:
-            from ml_platform.settings import get_settings
+            if log_dir is None:
+                from ml_platform.settings import get_settings
 
-            path = get_settings().data_dir / "logs" / f"{job_name}.log"
+                log_dir = get_settings().data_dir / "logs"
+            path = log_dir / f"{job_name}.log"
             path.parent.mkdir(parents=True, exist_ok=True)
             log = stack.enter_context(open(path, "a"))
             stack.enter_context(contextlib.redirect_stdout(log))

@@ -67,11 +67,11 @@ def _days(window: str) -> list[date]:
     return [start + timedelta(days=i) for i in range((end - start).days + 1)]
 
 
-def load_champion() -> tuple[Any, Any]:
-    """(native model, ModelInfo) of ``@champion``; LookupError when there is none yet."""
+def load_champion(model_name: str) -> tuple[Any, Any]:
+    """(native model, ModelInfo) of ``model_name@champion``; LookupError when there is none."""
     from ml_platform.training import registry
 
-    return registry.load_native_model(registry.CHAMPION)
+    return registry.load_native_model(registry.CHAMPION, model_name=model_name)
 
 
 def champion_reference(

@@ -1,7 +1,7 @@
 """The serving step of ``make demo``: batch predictions, then how to call the API.
 
 The example request is a real transaction of the last day, so with the online store loaded
-as of the range's end (``training_features_job``) the API computes exactly the features
+as of the range's end (``<name>_training_features_job``) the API computes exactly the features
 the batch engine computed for it.
 """
 
@@ -13,22 +13,25 @@ from typing import Any
 from ml_platform.settings import Settings
 
 
-def run_serving_step(defs: Any, settings: Settings) -> dict[str, Any]:
-    """Score the demo range with the champion (batch_scoring_job) and print the API recipe."""
+def run_serving_step(defs: Any, settings: Settings, use_case: Any) -> dict[str, Any]:
+    """Score the demo range with the use case's champion (its batch scoring job) and print
+    the API recipe."""
     from ml_platform.data import lake
+    from ml_platform.defs import names
     from ml_platform.defs.run import run_job
     from ml_platform.demo import stage_done, stage_started, store_summary
     from ml_platform.serving.scoring import NoModelError, load_model
 
     try:
-        model = load_model("champion")
+        model = load_model("champion", model_name=use_case.model_name)
     except NoModelError:
         print("  serving: no champion registered, batch predictions skipped")
         return {}
-    t = stage_started("batch_scoring_job", f"every day scored with {model.name} v{model.version}")
+    job = use_case.qualified(names.BATCH_SCORING_JOB)
+    t = stage_started(job, f"every day scored with {model.name} v{model.version}")
     run_job(
         defs,
-        "batch_scoring_job",
+        job,
         start=settings.start_date,
         end=settings.end_date,
         log_level="WARNING",
@@ -36,7 +39,7 @@ def run_serving_step(defs: Any, settings: Settings) -> dict[str, Any]:
     keys = lake.list_partitions(settings.lake_dir, "batch_predictions")
     last = lake.read_partitions(settings.lake_dir, "batch_predictions", keys[-1:])
     stage_done(
-        "batch_scoring_job",
+        job,
         t,
         f"; {len(keys)} days, last day {keys[-1] if keys else '-'}: {len(last)} transactions, "
         f"{int(last['is_fraud'].sum()) if len(last) else 0} flagged",

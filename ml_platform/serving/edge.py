@@ -232,13 +232,15 @@ def export_edge(
     n_days: int = 1,
     settings: Settings | None = None,
     model: ScoringModel | None = None,
+    model_name: str | None = None,
 ) -> dict[str, Any]:
-    """Write the edge package for ``ref`` to ``out_dir`` (replaced atomically); the report."""
+    """Write the edge package for ``ref`` of ``model_name`` (default: the model the API
+    serves, ``settings.model_name``) to ``out_dir`` (replaced atomically); the report."""
     from ml_platform.features import FEATURE_COLUMNS, FEATURE_VERSION
     from ml_platform.serving.scoring import load_model
 
     s = settings or get_settings()
-    model = model or load_model(ref)
+    model = model or load_model(ref, model_name=model_name or s.model_name)
     cols = list(FEATURE_COLUMNS)
     days = recent_labeled_days(s, n_days + 1)
     select_day, report_days = days[0], days[1:]

@@ -9,6 +9,7 @@ request path. MLflow itself is imported only when a model is (re)loaded.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -140,8 +141,8 @@ def uses_single_row_fast_path(model: ScoringModel) -> bool:
 # --- registry access (MLflow imported lazily) -------------------------------------------
 
 
-def load_model(alias_or_version: str) -> ScoringModel:
-    """Load a registered model by alias or version through the training registry.
+def load_model(alias_or_version: str, *, model_name: str) -> ScoringModel:
+    """Load a version or alias of the registered model ``model_name`` (a use case's).
 
     Raises ``NoModelError`` when nothing is registered under that alias/version, and
     ``ValueError`` when the model was trained on other features than this code computes
@@ -151,7 +152,7 @@ def load_model(alias_or_version: str) -> ScoringModel:
     from ml_platform.training import registry
 
     try:
-        native, info = registry.load_native_model(alias_or_version)
+        native, info = registry.load_native_model(alias_or_version, model_name=model_name)
     except LookupError as exc:
         raise NoModelError(str(exc)) from exc
     model = ScoringModel(
@@ -188,11 +189,11 @@ def check_features(
         )
 
 
-def alias_version(alias: str) -> str | None:
+def alias_version(alias: str, *, model_name: str) -> str | None:
     """The version an alias points at, or None: a cheap registry lookup for polling."""
     from ml_platform.training import registry
 
-    return registry.current_version(alias)
+    return registry.current_version(alias, model_name=model_name)
 
 
 class ModelSlots:
@@ -206,11 +207,13 @@ class ModelSlots:
 
     def __init__(
         self,
-        loader: Callable[[str], ScoringModel] = load_model,
-        version_of: Callable[[str], str | None] = alias_version,
+        model_name: str,
+        loader: Callable[[str], ScoringModel] | None = None,
+        version_of: Callable[[str], str | None] | None = None,
     ) -> None:
-        self._loader = loader
-        self._version_of = version_of
+        self.model_name = model_name
+        self._loader = loader or functools.partial(load_model, model_name=model_name)
+        self._version_of = version_of or functools.partial(alias_version, model_name=model_name)
         self._models: dict[str, ScoringModel | None] = {CHAMPION: None, CHALLENGER: None}
         self._lock = threading.Lock()
         self._stop = threading.Event()

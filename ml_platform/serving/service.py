@@ -145,7 +145,7 @@ class UseCaseService:
             flush_seconds=s.serving_log_flush_seconds,
             layout=log_layout(uc),
         )
-        self.slots = ModelSlots()
+        self.slots = ModelSlots(s.model_name)
         versions = self.slots.refresh()
         log.info("%s: serving %s (registry %s)", self.model_name, versions, s.tracking_uri)
         self.slots.start_polling(s.serving_reload_seconds)

@@ -4,10 +4,9 @@
    day from the first training day to the last test day).
 2. Materialize the real Dagster assets (raw -> validated -> transaction_features) over the
    needed days, feature look-back included, as ONE single-run backfill in an isolated
-   temporary DAGSTER_HOME and data directory. It runs in a child process with its own
-   ``ML_PLATFORM_*`` environment: the Dagster partitions are built from the settings at
-   import time, so a child process is the only clean way to give them other dates without
-   touching the caller's settings, instance or lake.
+   temporary data directory and an ephemeral Dagster instance, in this process: the
+   definitions are built for settings of their own (those dates, the files source, the
+   temporary folder), so the caller's settings, instance and lake are never touched.
 3. Tune on validation only: the protocol shifted back (fit on the same-length window that
    ends ``label_delay`` days before training, validate on the training window) picks
    LightGBM vs the baseline and the number of boosting rounds; then the chosen model is
@@ -23,9 +22,6 @@ on stderr): the Dagster pipeline alone takes most of a minute at full scale.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -105,32 +101,64 @@ def plan_range(a: BacktestArgs, lookback_days: int) -> tuple[date, bool]:
     return first, first <= inner.train_start
 
 
-def materialize(a: BacktestArgs, first: date, workdir: Path) -> Path:
-    """Run the Dagster feature pipeline in a child process; returns the lake directory."""
-    env = {
-        **os.environ,
-        "ML_PLATFORM_PROFILE": "embedded",
-        "ML_PLATFORM_SOURCE": "files",
-        "ML_PLATFORM_SOURCE_DIR": str(a.source.resolve()),
-        "ML_PLATFORM_START_DATE": first.isoformat(),
-        "ML_PLATFORM_END_DATE": a.test_end.isoformat(),
-        "ML_PLATFORM_LABEL_DELAY_DAYS": str(a.label_delay),
-        "ML_PLATFORM_DATA_DIR": str(workdir / "data"),
-        "ML_PLATFORM_DAGSTER_HOME": str(workdir / "dagster_home"),
-        "DAGSTER_HOME": str(workdir / "dagster_home"),
-        "ML_PLATFORM_ONLINE_STORE": "sqlite",
-    }
-    env.pop("ML_PLATFORM_MLFLOW_TRACKING_URI", None)
-    proc = subprocess.run(
-        [sys.executable, "-m", "ml_platform.defs.training.materialize"],
-        env=env,
-        capture_output=True,
-        text=True,
+def pipeline_settings(a: BacktestArgs, first: date, workdir: Path):
+    """Settings of the backtest's own pipeline: the files source, its dates, a temp folder."""
+    from ml_platform.settings import Settings
+
+    return Settings(
+        profile="embedded",
+        source="files",
+        source_dir=a.source.resolve(),
+        start_date=first,
+        end_date=a.test_end,
+        label_delay_days=a.label_delay,
+        data_dir=workdir / "data",
+        dagster_home=workdir / "dagster_home",
+        online_store="sqlite",
+        mlflow_tracking_uri=None,
     )
-    if proc.returncode != 0:
-        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
-        raise RuntimeError(f"feature pipeline failed (exit {proc.returncode}):\n{tail}")
-    return workdir / "data" / "lake"
+
+
+def materialize(a: BacktestArgs, first: date, workdir: Path, use_case: str = "fraud") -> Path:
+    """Run the use case's Dagster feature pipeline over ``first..test_end`` as one
+    single-run backfill on an ephemeral instance; returns the lake directory."""
+    import dagster as dg
+
+    from ml_platform.defs import build_definitions, names
+    from ml_platform.defs.run import run_job
+    from ml_platform.runtime import quiet_telemetry
+    from ml_platform.use_cases import get_use_case
+
+    quiet_telemetry()
+    s = pipeline_settings(a, first, workdir)
+    # only the stages of the job and the assets it selects (no dbt manifest needed)
+    stages = (names.INGESTION, names.FEATURES, names.TRAINING)
+    defs = build_definitions([use_case], settings=s, stages=stages)
+    job = get_use_case(use_case).qualified(names.FEATURE_PIPELINE_JOB)
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = run_job(
+            defs,
+            job,
+            start=first,
+            end=a.test_end,
+            instance=instance,
+            raise_on_error=False,
+            log_level="WARNING",
+            log_dir=workdir / "logs",
+        )
+        if not result.success:
+            failures = [_failure_text(e) for e in result.all_events if e.is_failure]
+            tail = "\n".join(failures[-15:]) or "no failure event recorded"
+            raise RuntimeError(f"feature pipeline failed ({job}):\n{tail}")
+    return s.lake_dir
+
+
+def _failure_text(event) -> str:
+    """A failure event as its error (type and message), else its own message."""
+    error = getattr(event.event_specific_data, "error", None)
+    if error is not None:
+        return f"{error.cls_name}: {error.message.strip()}"
+    return event.message or event.event_type_value
 
 
 def train_and_score(

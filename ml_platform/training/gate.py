@@ -81,25 +81,30 @@ def decide(
 
 
 def run_gate(
-    window: pd.DataFrame, window_label: str, *, who: str = "promotion-gate"
+    window: pd.DataFrame,
+    window_label: str,
+    *,
+    model_name: str,
+    who: str = "promotion-gate",
 ) -> GateDecision:
-    """Score challenger and champion on ``window`` (features + labels), decide, record, act."""
+    """Score challenger and champion of ``model_name`` (a use case's registered model) on
+    ``window`` (features + labels), decide, record, act."""
     from ml_platform.settings import get_settings
     from ml_platform.training import registry
 
     s = get_settings()
-    chal_v = registry.current_version(registry.CHALLENGER)
-    champ_v = registry.current_version(registry.CHAMPION)
+    chal_v = registry.current_version(registry.CHALLENGER, model_name=model_name)
+    champ_v = registry.current_version(registry.CHAMPION, model_name=model_name)
     if chal_v is None:
         return GateDecision(False, "no challenger registered", None, champ_v, window_label)
     if chal_v == champ_v:
         return GateDecision(False, "challenger is already champion", chal_v, champ_v, window_label)
-    challenger, chal_info = registry.load_native_model(chal_v)
+    challenger, chal_info = registry.load_native_model(chal_v, model_name=model_name)
     chal_m = metrics.validation_metrics(window, challenger.score(window))
     champ_m = None
     note = ""
     if champ_v is not None:
-        champion, champ_info = registry.load_native_model(champ_v)
+        champion, champ_info = registry.load_native_model(champ_v, model_name=model_name)
         missing = [c for c in champ_info.feature_columns if c not in window.columns]
         if missing:
             note = f"champion v{champ_v} needs feature {missing[0]} that no longer exists; "
@@ -134,9 +139,12 @@ def run_gate(
             "gate.champion_ap": f"{champ_m['average_precision']:.6f}" if champ_m else "",
             "gate.champion_version": champ_v or "",
         },
+        model_name=model_name,
     )
     if promote:
-        registry.promote(chal_v, who=who, why=f"gate on {window_label}: {reason}")
+        registry.promote(
+            chal_v, model_name=model_name, who=who, why=f"gate on {window_label}: {reason}"
+        )
     return decision
 
 

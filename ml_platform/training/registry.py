@@ -3,7 +3,10 @@
 Every training run logs its parameters, validation metrics, the training and validation
 data as MLflow datasets (digest + window), the git commit, the feature-definition version
 and the package versions, and the model with a signature and an input example. The chosen
-model is registered as ``settings.model_name`` and gets the ``challenger`` alias.
+model is registered under the use case's model name (``UseCase.model_name``, e.g.
+``fraud_detector``), in the MLflow experiment of that name (it starts with the use case's
+name), tagged ``use_case``, and gets the ``challenger`` alias. Every function takes the
+registered model's name: one registry serves every use case, never a global name.
 
 Alias changes go through :func:`set_alias`, which records who/why/when as tags on the model
 version and appends to the registered model's ``alias_history`` tag; the stack of
@@ -109,11 +112,12 @@ def _client():
     return mlflow.MlflowClient(tracking_uri=get_settings().tracking_uri)
 
 
-def _experiment_id() -> str:
-    """The experiment named after the model; artifacts beside the data, not in the cwd."""
+def _experiment_id(model_name: str) -> str:
+    """The experiment named after the model (so after its use case); artifacts beside the
+    data, not in the cwd."""
     s = get_settings()
     client = _client()
-    exp = client.get_experiment_by_name(s.model_name)
+    exp = client.get_experiment_by_name(model_name)
     if exp is not None:
         return exp.experiment_id
     root = getattr(s, "mlflow_artifact_root", None)
@@ -123,7 +127,7 @@ def _experiment_id() -> str:
         artifacts = s.mlflow_artifacts_dir.resolve()
         artifacts.mkdir(parents=True, exist_ok=True)
         location = artifacts.as_uri()
-    return client.create_experiment(s.model_name, artifact_location=location)
+    return client.create_experiment(model_name, artifact_location=location)
 
 
 def git_commit() -> str:
@@ -178,12 +182,15 @@ def log_training_run(
     valid: pd.DataFrame,
     windows,  # datasets.Windows
     *,
+    model_name: str,
+    use_case: str,
     feature_version: str,
     as_of: str | None = None,
     register: bool = True,
     extra_tags: dict[str, str] | None = None,
 ) -> ModelInfo:
-    """Log a training run with full lineage; register the chosen model as challenger."""
+    """Log a training run with full lineage; register the chosen model as challenger of
+    ``model_name``, the model of use case ``use_case`` (tagged on the run and the version)."""
     from ml_platform.training.datasets import dataset_digest
 
     mlflow = _mlflow()
@@ -196,6 +203,7 @@ def log_training_run(
     commit = git_commit()
     versions = package_versions()
     tags = {
+        "use_case": use_case,
         "git_commit": commit,
         "feature_version": feature_version,
         "model_kind": chosen.kind,
@@ -210,7 +218,7 @@ def log_training_run(
         **(extra_tags or {}),
     }
     with mlflow.start_run(
-        experiment_id=_experiment_id(), run_name=f"{chosen.kind}-{windows.valid_end}"
+        experiment_id=_experiment_id(model_name), run_name=f"{chosen.kind}-{windows.valid_end}"
     ) as run:
         mlflow.set_tags(tags)
         params = {
@@ -247,7 +255,7 @@ def log_training_run(
         run_id = run.info.run_id
     if not register:
         return ModelInfo(
-            s.model_name,
+            model_name,
             "",
             chosen.kind,
             candidates.threshold,
@@ -257,9 +265,10 @@ def log_training_run(
             metrics=run_metrics,
             tags=tags,
         )
-    mv = mlflow.register_model(model_uri, s.model_name)
+    mv = mlflow.register_model(model_uri, model_name)
     mv_version = str(mv.version)
     version_tags = {
+        "use_case": use_case,
         "model_kind": chosen.kind,
         "threshold": repr(float(candidates.threshold)),
         "feature_version": feature_version,
@@ -274,9 +283,15 @@ def log_training_run(
     }
     client = _client()
     for k, v in version_tags.items():
-        client.set_model_version_tag(s.model_name, mv_version, k, v)
-    set_alias(CHALLENGER, mv_version, who="training", why=f"trained; {candidates.reason}")
-    return get_model_info(mv_version)
+        client.set_model_version_tag(model_name, mv_version, k, v)
+    set_alias(
+        CHALLENGER,
+        mv_version,
+        model_name=model_name,
+        who="training",
+        why=f"trained; {candidates.reason}",
+    )
+    return get_model_info(mv_version, model_name=model_name)
 
 
 def _log_model(mlflow, chosen, valid: pd.DataFrame) -> str:
@@ -309,29 +324,27 @@ def _log_model(mlflow, chosen, valid: pd.DataFrame) -> str:
 # --- reading the registry ------------------------------------------------------------------
 
 
-def _version_of(ref: str | int) -> str:
+def _version_of(ref: str | int, model_name: str) -> str:
     """``champion``/``@champion``/``challenger`` or a version number -> version string."""
-    s = get_settings()
     client = _client()
     ref = str(ref).strip().lstrip("@")
     if ref.isdigit():
         try:
-            client.get_model_version(s.model_name, ref)
+            client.get_model_version(model_name, ref)
         except Exception as exc:  # mlflow raises MlflowException (RESOURCE_DOES_NOT_EXIST)
-            raise ValueError(f"version: {s.model_name} has no version {ref}") from exc
+            raise ValueError(f"version: {model_name} has no version {ref}") from exc
         return ref
     try:
-        return str(client.get_model_version_by_alias(s.model_name, ref).version)
+        return str(client.get_model_version_by_alias(model_name, ref).version)
     except Exception as exc:
-        raise LookupError(f"alias: {s.model_name}@{ref} is not set") from exc
+        raise LookupError(f"alias: {model_name}@{ref} is not set") from exc
 
 
-def get_model_info(ref: str | int) -> ModelInfo:
+def get_model_info(ref: str | int, *, model_name: str) -> ModelInfo:
     """Registry facts about a version or alias (raises LookupError if the alias is unset)."""
-    s = get_settings()
     client = _client()
-    version = _version_of(ref)
-    mv = client.get_model_version(s.model_name, version)
+    version = _version_of(ref, model_name)
+    mv = client.get_model_version(model_name, version)
     tags = dict(mv.tags)
     run_metrics: dict[str, float] = {}
     if mv.run_id:
@@ -340,7 +353,7 @@ def get_model_info(ref: str | int) -> ModelInfo:
         except Exception:  # the run may have been deleted; the version still stands
             run_metrics = {}
     return ModelInfo(
-        name=s.model_name,
+        name=model_name,
         version=str(mv.version),
         kind=tags.get("model_kind", "unknown"),
         threshold=float(tags.get("threshold", 0.5)),
@@ -353,7 +366,9 @@ def get_model_info(ref: str | int) -> ModelInfo:
     )
 
 
-def load_native_model(ref: str | int = CHAMPION) -> tuple[NativeModel, ModelInfo]:
+def load_native_model(
+    ref: str | int = CHAMPION, *, model_name: str
+) -> tuple[NativeModel, ModelInfo]:
     """The native predictor of a version/alias and its :class:`ModelInfo` (fast path).
 
     Raises LookupError when the alias is not set (the service answers 503 then).
@@ -361,7 +376,7 @@ def load_native_model(ref: str | int = CHAMPION) -> tuple[NativeModel, ModelInfo
     from ml_platform.training.models import LIGHTGBM
 
     mlflow = _mlflow()
-    info = get_model_info(ref)
+    info = get_model_info(ref, model_name=model_name)
     uri = f"models:/{info.name}/{info.version}"
     if info.kind == LIGHTGBM:
         model = mlflow.lightgbm.load_model(uri)
@@ -370,17 +385,16 @@ def load_native_model(ref: str | int = CHAMPION) -> tuple[NativeModel, ModelInfo
     return NativeModel(info.kind, model, info.feature_columns), info
 
 
-def list_models() -> list[dict[str, Any]]:
-    """Every version, newest first: aliases, validation metrics and lineage."""
-    s = get_settings()
+def list_models(*, model_name: str) -> list[dict[str, Any]]:
+    """Every version of ``model_name``, newest first: aliases, validation metrics, lineage."""
     client = _client()
     try:
-        versions = client.search_model_versions(f"name='{s.model_name}'")
+        versions = client.search_model_versions(f"name='{model_name}'")
     except Exception:
         return []
     out = []
     for mv in sorted(versions, key=lambda v: int(v.version), reverse=True):
-        info = get_model_info(mv.version)
+        info = get_model_info(mv.version, model_name=model_name)
         t = info.tags
         out.append(
             {
@@ -393,6 +407,7 @@ def list_models() -> list[dict[str, Any]]:
                 "valid_card_precision_at_100": _f(info.metrics.get("valid_card_precision_at_100")),
                 "gate": {k.removeprefix("gate."): v for k, v in t.items() if k.startswith("gate.")},
                 "lineage": {
+                    "use_case": t.get("use_case"),
                     "run_id": info.run_id,
                     "git_commit": t.get("git_commit"),
                     "feature_version": info.feature_version,
@@ -409,9 +424,9 @@ def list_models() -> list[dict[str, Any]]:
     return out
 
 
-def alias_history() -> list[dict[str, str]]:
-    """Every alias change, oldest first (the last :data:`MAX_HISTORY`)."""
-    return json.loads(_model_tag(HISTORY_TAG, "[]"))
+def alias_history(*, model_name: str) -> list[dict[str, str]]:
+    """Every alias change of ``model_name``, oldest first (the last :data:`MAX_HISTORY`)."""
+    return json.loads(_model_tag(model_name, HISTORY_TAG, "[]"))
 
 
 def _f(v: Any) -> float | None:
@@ -421,10 +436,9 @@ def _f(v: Any) -> float | None:
         return None
 
 
-def _model_tag(key: str, default: str) -> str:
-    s = get_settings()
+def _model_tag(model_name: str, key: str, default: str) -> str:
     try:
-        rm = _client().get_registered_model(s.model_name)
+        rm = _client().get_registered_model(model_name)
     except Exception:
         return default
     return dict(rm.tags).get(key, default)
@@ -433,43 +447,50 @@ def _model_tag(key: str, default: str) -> str:
 # --- alias changes ---------------------------------------------------------------------------
 
 
-def set_alias(alias: str, version: str | int, *, who: str | None = None, why: str) -> None:
+def set_alias(
+    alias: str, version: str | int, *, model_name: str, who: str | None = None, why: str
+) -> None:
     """Point ``alias`` at ``version``, recording who/why/when (version tags + history)."""
-    s = get_settings()
     client = _client()
-    version = _version_of(version)
+    version = _version_of(version, model_name)
     try:
-        previous = str(client.get_model_version_by_alias(s.model_name, alias).version)
+        previous = str(client.get_model_version_by_alias(model_name, alias).version)
     except Exception:
         previous = None
     who, when = _who(who), _now()
-    client.set_registered_model_alias(s.model_name, alias, version)
+    client.set_registered_model_alias(model_name, alias, version)
     for key, value in (("set_by", who), ("why", why[:4000]), ("set_at", when)):
-        client.set_model_version_tag(s.model_name, version, f"alias.{alias}.{key}", value)
+        client.set_model_version_tag(model_name, version, f"alias.{alias}.{key}", value)
     if previous and previous != version:
         client.set_model_version_tag(
-            s.model_name, previous, f"alias.{alias}.removed", f"{when} by {who}: {why[:500]}"
+            model_name, previous, f"alias.{alias}.removed", f"{when} by {who}: {why[:500]}"
         )
-    _append_alias_history(client, alias, version, previous, who, why, when)
+    _append_alias_history(client, model_name, alias, version, previous, who, why, when)
 
 
-def delete_alias(alias: str, *, who: str | None = None, why: str) -> None:
-    s = get_settings()
+def delete_alias(alias: str, *, model_name: str, who: str | None = None, why: str) -> None:
     client = _client()
     try:
-        version = str(client.get_model_version_by_alias(s.model_name, alias).version)
+        version = str(client.get_model_version_by_alias(model_name, alias).version)
     except Exception:
         return
     who, when = _who(who), _now()
-    client.delete_registered_model_alias(s.model_name, alias)
+    client.delete_registered_model_alias(model_name, alias)
     client.set_model_version_tag(
-        s.model_name, version, f"alias.{alias}.removed", f"{when} by {who}: {why[:500]}"
+        model_name, version, f"alias.{alias}.removed", f"{when} by {who}: {why[:500]}"
     )
-    _append_alias_history(client, alias, None, version, who, why, when)
+    _append_alias_history(client, model_name, alias, None, version, who, why, when)
 
 
 def _append_alias_history(
-    client, alias: str, version: str | None, previous: str | None, who: str, why: str, when: str
+    client,
+    model_name: str,
+    alias: str,
+    version: str | None,
+    previous: str | None,
+    who: str,
+    why: str,
+    when: str,
 ) -> None:
     """Append one alias change to the registered model's bounded ``alias_history`` tag."""
     event = {
@@ -480,77 +501,86 @@ def _append_alias_history(
         "why": why[:500],
         "when": when,
     }
-    history = (alias_history() + [event])[-MAX_HISTORY:]
-    client.set_registered_model_tag(get_settings().model_name, HISTORY_TAG, json.dumps(history))
+    history = (alias_history(model_name=model_name) + [event])[-MAX_HISTORY:]
+    client.set_registered_model_tag(model_name, HISTORY_TAG, json.dumps(history))
 
 
-def _stack() -> list[str]:
-    return json.loads(_model_tag(STACK_TAG, "[]"))
+def _stack(model_name: str) -> list[str]:
+    return json.loads(_model_tag(model_name, STACK_TAG, "[]"))
 
 
-def _set_stack(stack: list[str]) -> None:
-    _client().set_registered_model_tag(
-        get_settings().model_name, STACK_TAG, json.dumps(stack[-MAX_HISTORY:])
-    )
+def _set_stack(model_name: str, stack: list[str]) -> None:
+    _client().set_registered_model_tag(model_name, STACK_TAG, json.dumps(stack[-MAX_HISTORY:]))
 
 
 def promote(
-    version: str | int, *, who: str | None = None, why: str = "manual promotion"
+    version: str | int,
+    *,
+    model_name: str,
+    who: str | None = None,
+    why: str = "manual promotion",
 ) -> ModelInfo:
     """Make ``version`` the champion (the previous one stays on the rollback stack)."""
-    version = _version_of(version)
-    current = current_version(CHAMPION)
+    version = _version_of(version, model_name)
+    current = current_version(CHAMPION, model_name=model_name)
     if current == version:
         raise ValueError(f"version: {version} is already the champion")
-    set_alias(CHAMPION, version, who=who, why=why)
-    stack = _stack()
+    set_alias(CHAMPION, version, model_name=model_name, who=who, why=why)
+    stack = _stack(model_name)
     if current and (not stack or stack[-1] != current):
         stack.append(current)  # a champion set outside promote(): keep it reachable
-    _set_stack([*stack, version])
-    if current_version(CHALLENGER) == version:
-        delete_alias(CHALLENGER, who=who, why=f"promoted to {CHAMPION}")
-    return get_model_info(version)
+    _set_stack(model_name, [*stack, version])
+    if current_version(CHALLENGER, model_name=model_name) == version:
+        delete_alias(CHALLENGER, model_name=model_name, who=who, why=f"promoted to {CHAMPION}")
+    return get_model_info(version, model_name=model_name)
 
 
-def rollback(*, who: str | None = None, why: str = "manual rollback") -> ModelInfo:
+def rollback(*, model_name: str, who: str | None = None, why: str = "manual rollback") -> ModelInfo:
     """Give the champion alias back to the previous champion."""
-    current = current_version(CHAMPION)
+    current = current_version(CHAMPION, model_name=model_name)
     if current is None:
         raise ValueError("rollback: there is no champion to roll back")
-    stack = [v for v in _stack()]
+    stack = [v for v in _stack(model_name)]
     while stack and stack[-1] == current:
         stack.pop()
     if not stack:
         raise ValueError(f"rollback: version {current} is the first champion, nothing before it")
     previous = stack[-1]
-    set_alias(CHAMPION, previous, who=who, why=f"rollback from {current}: {why}")
-    _set_stack(stack)
-    return get_model_info(previous)
+    set_alias(
+        CHAMPION,
+        previous,
+        model_name=model_name,
+        who=who,
+        why=f"rollback from {current}: {why}",
+    )
+    _set_stack(model_name, stack)
+    return get_model_info(previous, model_name=model_name)
 
 
-def current_version(alias: str) -> str | None:
-    """The version an alias points at, or None."""
+def current_version(alias: str, *, model_name: str) -> str | None:
+    """The version an alias of ``model_name`` points at, or None."""
     try:
-        return _version_of(alias)
+        return _version_of(alias, model_name)
     except LookupError:
         return None
 
 
-def tag_version(version: str | int, tags: dict[str, str]) -> None:
-    s = get_settings()
+def tag_version(version: str | int, tags: dict[str, str], *, model_name: str) -> None:
     client = _client()
     for k, v in tags.items():
-        client.set_model_version_tag(s.model_name, str(version), k, str(v)[:4000])
+        client.set_model_version_tag(model_name, str(version), k, str(v)[:4000])
 
 
-def champion_report() -> str:
+def champion_report(*, model_name: str) -> str:
     """One paragraph on the champion for the demo: version, validation metrics, lineage."""
     try:
-        info = get_model_info(CHAMPION)
+        info = get_model_info(CHAMPION, model_name=model_name)
     except LookupError:
         return "no champion yet: " + (
-            get_model_info(CHALLENGER).tags.get("gate.reason", "the gate has not run")
-            if current_version(CHALLENGER)
+            get_model_info(CHALLENGER, model_name=model_name).tags.get(
+                "gate.reason", "the gate has not run"
+            )
+            if current_version(CHALLENGER, model_name=model_name)
             else "no model registered"
         )
     m, t = info.metrics, info.tags

@@ -74,8 +74,16 @@ def windows_from_frame(frame: pd.DataFrame, label_delay: int) -> datasets.Window
     return datasets.Windows(ts, te, vs, ve, label_delay)
 
 
-def train_and_register(s: Settings, ts: TrainingSet, *, as_of: date | None = None):
-    """Fit both candidates, log the run with lineage, register the chosen one as challenger.
+def train_and_register(
+    s: Settings,
+    ts: TrainingSet,
+    *,
+    model_name: str,
+    use_case: str,
+    as_of: date | None = None,
+):
+    """Fit both candidates, log the run with lineage, register the chosen one as challenger
+    of ``model_name`` (the registered model of use case ``use_case``).
 
     Returns ``(ModelInfo, CandidateSet)``.
     """
@@ -94,15 +102,17 @@ def train_and_register(s: Settings, ts: TrainingSet, *, as_of: date | None = Non
         ts.train,
         ts.valid,
         ts.windows,
+        model_name=model_name,
+        use_case=use_case,
         feature_version=FEATURE_VERSION,
         as_of=(as_of or ts.as_of).isoformat(),
     )
     return info, cands
 
 
-def gate(s: Settings, ts: TrainingSet):
+def gate(s: Settings, ts: TrainingSet, *, model_name: str):
     """Run the promotion gate on the most recent labelled window (the validation days)."""
     from ml_platform.training.gate import run_gate
 
     w = ts.windows
-    return run_gate(ts.valid, f"{w.valid_start}..{w.valid_end}")
+    return run_gate(ts.valid, f"{w.valid_start}..{w.valid_end}", model_name=model_name)

@@ -21,6 +21,8 @@ from ml_platform.data.contract import TX_DATETIME
 from ml_platform_tests.unit.test_skew import online_logged_features
 
 TAMPERED_FEATURE = "customer_id_nb_tx_7day_window"
+#: The fraud use case's registered model, which the monitoring assets read.
+MODEL = "fraud_detector"
 
 
 @dataclass
@@ -88,10 +90,17 @@ def build_world(settings, *, n_days: int = 36, drift_from: int = 30, n_logged: i
     valid = labeled[(lday >= windows.valid_start) & (lday <= windows.valid_end)]
     cands = train_candidates(train, valid, list(FEATURE_COLUMNS), threads=1)
     info = registry.log_training_run(
-        cands, train, valid, windows, feature_version=FEATURE_VERSION, as_of=str(days[28])
+        cands,
+        train,
+        valid,
+        windows,
+        model_name=MODEL,
+        use_case="fraud",
+        feature_version=FEATURE_VERSION,
+        as_of=str(days[28]),
     )
-    registry.promote(info.version, who="test", why="monitoring test champion")
-    model = load_model("champion")
+    registry.promote(info.version, model_name=MODEL, who="test", why="monitoring test champion")
+    model = load_model("champion", model_name=MODEL)
 
     parts = score_by_day(feats, model, [d.isoformat() for d in days[20:]])
     for key, frame in parts.items():

@@ -81,7 +81,9 @@ def caller(settings_env, monkeypatch, source, tmp_path):
     client = MlflowClient(tracking_uri=s.tracking_uri, registry_uri=s.tracking_uri)
     client.create_registered_model(s.model_name)
     client.create_model_version(s.model_name, source=(tmp_path / "model").as_uri())
-    registry.set_alias(registry.CHAMPION, "1", who="test", why="the caller's champion")
+    registry.set_alias(
+        registry.CHAMPION, "1", model_name=s.model_name, who="test", why="the caller's champion"
+    )
     state = _caller_state(s)
     assert state["lake"] and state["runs"] and state["versions"]
     return s, state

@@ -32,7 +32,13 @@ pytestmark = pytest.mark.slow
 
 START, END, LABEL_DELAY = date(2025, 4, 1), date(2025, 4, 7), 1
 TINY = {"ML_PLATFORM_SIM_N_CUSTOMERS": "200", "ML_PLATFORM_SIM_N_TERMINALS": "400"}
-STAGES = ("spine_job", "training_features_job", "training_job", "batch_scoring_job", "monitoring")
+STAGES = (
+    "fraud_spine_job",
+    "fraud_training_features_job",
+    "fraud_training_job",
+    "fraud_batch_scoring_job",
+    "monitoring",
+)
 DAILY_TABLES = (
     "raw_transactions",
     TRANSACTIONS,
@@ -87,7 +93,7 @@ def test_every_stage_announces_its_start_then_its_end(demo: Demo) -> None:
     starts = [first(f"{stage}: started (") for stage in STAGES]
     assert starts == sorted(starts), demo.out  # in pipeline order
     for stage, started in zip(STAGES, starts, strict=True):
-        end = "labeled_performance_job: " if stage == "monitoring" else f"{stage}: done in "
+        end = "fraud_labeled_performance_job: " if stage == "monitoring" else f"{stage}: done in "
         assert started < first(end), (stage, demo.out)
     assert demo.lines[-1].startswith("demo finished in ")
 
@@ -104,7 +110,7 @@ def test_every_stage_left_its_output(demo: Demo) -> None:
     assert lake.list_partitions(lake_dir, "drift_report")[-1] == END.isoformat()
     assert (demo.data_dir / "reports" / "monitoring_summary.png").stat().st_size > 0
     with support.platform_env(demo.data_dir):
-        champion = registry.current_version("champion")
+        champion = registry.current_version("champion", model_name=support.MODEL)
     assert champion is not None
     assert demo.line(r"^champion fraud_detector v(\d+) ").group(1) == champion
 

@@ -16,17 +16,13 @@ import pandas as pd
 import pytest
 
 from ml_platform.data import lake
-from ml_platform.defs.features.assets import (
-    LOOKBACK_DAYS,
-    online_feature_store,
-    transaction_features,
-)
-from ml_platform.defs.partitions import daily_partitions
-from ml_platform.defs.resources import LakeIOManager
+from ml_platform.defs.partitions import build_daily_partitions
+from ml_platform.defs.resources import LakeIOManager, lake_table_of
 from ml_platform.defs.run import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
-from ml_platform.features import FEATURE_COLUMNS, build_features
+from ml_platform.features import FEATURE_COLUMNS, build_features, horizon_days
 from ml_platform.features.online import OnlineFeatureEngine
 from ml_platform.features.stores import open_store
+from ml_platform_tests.dagster_support import assets_of, fraud, names
 
 START = date(2025, 4, 1)
 N_DAYS = 45
@@ -72,21 +68,24 @@ class RecordingLakeIOManager(LakeIOManager):
     """The lake IO manager, noting which partitions each input load asks it for."""
 
     def load_input(self, context: dg.InputContext) -> pd.DataFrame:
-        loaded_inputs.append(
-            (context.upstream_output.asset_key.path[-1], list(context.asset_partition_keys))
-        )
+        up = context.upstream_output
+        table = lake_table_of(up.definition_metadata, up.asset_key)
+        loaded_inputs.append((table, list(context.asset_partition_keys)))
         return super().load_input(context)
 
 
 def _materialize(s, first: str, last: str) -> dg.ExecuteInProcessResult:
+    """The feature assets of ``s``, over the validated events already in the lake."""
     loaded_inputs.clear()
+    ctx, defs = fraud(names.FEATURES, settings=s)
+    validated = dg.AssetSpec(
+        ctx.key(names.VALIDATED_EVENTS),
+        partitions_def=ctx.partitions,
+        metadata=ctx.metadata(names.VALIDATED_EVENTS),
+    )
     return dg.materialize(
-        [
-            dg.AssetSpec("validated_transactions", partitions_def=daily_partitions),
-            transaction_features,
-            online_feature_store,
-        ],
-        selection=[transaction_features, online_feature_store],
+        [validated, *assets_of(defs)],
+        selection=[ctx.key(names.EVENT_FEATURES), ctx.key(names.ONLINE_FEATURE_STORE)],
         resources={"io_manager": RecordingLakeIOManager(lake_dir=str(s.lake_dir))},
         tags={ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last},
         instance=dg.DagsterInstance.ephemeral(),
@@ -116,7 +115,7 @@ def test_assets_write_batch_features_and_load_the_store(lake_with_history) -> No
     assert list(got.columns[:4]) == ["transaction_id", "tx_datetime", "customer_id", "terminal_id"]
 
     # 2. online_feature_store: metadata, then online == batch for the next day's traffic
-    mat = result.asset_materializations_for_node("online_feature_store")[-1]
+    mat = result.asset_materializations_for_node("fraud_online_feature_store")[-1]
     assert mat.metadata["rows"].value > 0 and mat.metadata["entities"].value > 0
     nxt = tx[days == "2025-05-13"].sort_values(["tx_datetime", "transaction_id"]).head(150)
     with open_store(s) as store:
@@ -145,8 +144,9 @@ def test_single_partition_reads_only_its_lookback(lake_with_history) -> None:
             lake.partition_path(s.lake_dir, "validated_transactions", later).write_bytes(b"x")
     result = _materialize(s, key, key)  # look-back reaches before the start
     assert result.success
-    first = (date.fromisoformat(key) - timedelta(days=LOOKBACK_DAYS)).isoformat()
-    lookback = [k for k in daily_partitions.get_partition_keys() if first <= k <= key]
+    first = (date.fromisoformat(key) - timedelta(days=horizon_days(s.label_delay_days))).isoformat()
+    partitions = build_daily_partitions(s)
+    lookback = [k for k in partitions.get_partition_keys() if first <= k <= key]
     assert lookback == ["2025-04-01", "2025-04-02", key]  # clipped at the first partition
     # both assets asked the IO manager for exactly the look-back partitions, nothing later
     assert loaded_inputs == [("validated_transactions", lookback)] * 2

@@ -16,21 +16,21 @@ from dagster._core.storage.tags import (
 from ml_platform.data import contract as c
 from ml_platform.data import lake
 from ml_platform.data.sources import export_days
-from ml_platform.defs.ingestion import defs as ingestion_defs
-from ml_platform.defs.ingestion.assets import (
-    CHECK_NAME,
-    raw_transactions,
-    validate_transactions_assets,
-)
 from ml_platform.defs.resources import LakeIOManager
+from ml_platform_tests.dagster_support import assets_of, fraud, names
 
 D1, D2 = date(2025, 4, 8), date(2025, 4, 9)
+ASSETS = (names.RAW_EVENTS, names.VALIDATED_EVENTS, names.QUARANTINED_EVENTS)
+#: The lake keeps its table names (unprefixed)
 TABLES = ("raw_transactions", "validated_transactions", "quarantined_transactions")
+CHECK_NAME = "fraud_quarantine_share_within_limit"
 
 
 def _materialize(settings) -> dg.ExecuteInProcessResult:
+    """The ingestion assets built for ``settings`` (their source, dates and limits)."""
+    _, defs = fraud(names.INGESTION, settings=settings)
     return dg.materialize(
-        [raw_transactions, validate_transactions_assets],
+        assets_of(defs),
         resources={"io_manager": LakeIOManager(lake_dir=str(settings.lake_dir))},
         instance=dg.DagsterInstance.ephemeral(),
         tags={
@@ -57,13 +57,16 @@ def _check(result: dg.ExecuteInProcessResult) -> dg.AssetCheckEvaluation:
 
 
 def test_definitions_metadata():
-    graph = ingestion_defs.resolve_asset_graph()
+    ctx, defs = fraud(names.INGESTION)
+    graph = defs.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
-    assert keys == set(TABLES)
+    assert keys == {f"fraud_{base}" for base in ASSETS}
+    assert [names.lake_table(base) for base in ASSETS] == list(TABLES)
     for key in graph.get_all_asset_keys():
         node = graph.get(key)
-        assert node.group_name == "ingestion" and node.owners and node.description
+        assert node.group_name == "fraud_ingestion" and node.owners and node.description
         assert node.backfill_policy == dg.BackfillPolicy.single_run()
+        assert node.metadata["ml_platform/use_case"] == "fraud"
 
 
 @pytest.mark.slow
@@ -80,9 +83,9 @@ def test_two_days_simulated_then_idempotent(settings_env):
         for m in result.get_asset_materialization_events()
         for m in [m.event_specific_data.materialization]
     }
-    assert mats["validated_transactions"]["dagster/row_count"].value == len(valid)
-    assert mats["validated_transactions"]["quarantined"].value == 0
-    assert 0 <= mats["raw_transactions"]["fraud_rate"].value < 0.2
+    assert mats["fraud_validated_events"]["dagster/row_count"].value == len(valid)
+    assert mats["fraud_validated_events"]["quarantined"].value == 0
+    assert 0 <= mats["fraud_raw_events"]["fraud_rate"].value < 0.2
 
     before = _digests(s)
     assert _materialize(s).success

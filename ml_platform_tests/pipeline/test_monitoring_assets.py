@@ -16,6 +16,7 @@ from dagster._core.storage.tags import (
 
 from ml_platform.data import lake
 from ml_platform.settings import get_settings
+from ml_platform_tests.dagster_support import fraud, names
 from ml_platform_tests.pipeline.monitoring_world import TAMPERED_FEATURE, build_world
 
 pytestmark = pytest.mark.slow
@@ -28,6 +29,17 @@ def world(tmp_path_factory):
         get_settings.cache_clear()
         yield build_world(get_settings())
     get_settings.cache_clear()
+
+
+@pytest.fixture(scope="module")
+def built(world):
+    """The fraud monitoring and warehouse definitions for the world's settings."""
+    return fraud(names.MONITORING, names.WAREHOUSE, settings=world.settings)
+
+
+def asset(built, base: str) -> dg.AssetsDefinition:
+    ctx, defs = built
+    return defs.get_assets_def(ctx.key(base))
 
 
 @pytest.fixture(scope="module")
@@ -47,13 +59,12 @@ def meta(event) -> dict:
 
 
 @pytest.fixture(scope="module")
-def daily_run(world, instance):
+def daily_run(world, built, instance):
     """drift_report, online_predictions, serving_skew over the last two days, one run."""
-    from ml_platform.defs.monitoring.assets import drift_report, online_predictions, serving_skew
-
     first = world.days[-2]
+    daily = (names.ONLINE_PREDICTIONS, names.DRIFT_REPORT, names.SERVING_SKEW)
     return dg.materialize(
-        [online_predictions, drift_report, serving_skew],
+        [asset(built, base) for base in daily],
         instance=instance,
         resources=resources(world.settings),
         tags={
@@ -68,7 +79,7 @@ def test_drift_report_per_partition_with_html_and_check(world, daily_run):
     events = [
         e
         for e in daily_run.get_asset_materialization_events()
-        if e.materialization.asset_key == dg.AssetKey("drift_report")
+        if e.materialization.asset_key == dg.AssetKey("fraud_drift_report")
     ]
     assert sorted(e.materialization.partition for e in events) == [
         world.days[-2].isoformat(),
@@ -82,7 +93,9 @@ def test_drift_report_per_partition_with_html_and_check(world, daily_run):
         assert Path(m["report"]).exists() and Path(m["report"]).stat().st_size > 10_000
         assert m["prediction_drift_method"]
     check = next(
-        c for c in daily_run.get_asset_check_evaluations() if c.check_name.startswith("drift")
+        c
+        for c in daily_run.get_asset_check_evaluations()
+        if c.check_name == "fraud_drift_share_below_threshold"
     )
     assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
     stored = lake.read_partitions(world.settings.lake_dir, "drift_report", [world.last_day])
@@ -105,27 +118,33 @@ def test_online_predictions_and_skew_find_the_injected_mismatch(world, daily_run
     assert (skew.drop(index=TAMPERED_FEATURE)["n_mismatch"] == 0).all()
     assert (skew["n_compared"] == world.n_logged).all()
     check = next(
-        c for c in daily_run.get_asset_check_evaluations() if c.check_name == "no_serving_skew"
+        c
+        for c in daily_run.get_asset_check_evaluations()
+        if c.check_name == "fraud_no_serving_skew"
     )
     assert not check.passed and check.severity == dg.AssetCheckSeverity.ERROR
 
 
-def test_model_performance_through_dbt(world, daily_run, instance):
+def test_model_performance_through_dbt(world, built, daily_run, instance):
     from dagster_dbt import DbtCliResource
 
-    from ml_platform.defs.monitoring.assets import model_performance
-    from ml_platform.defs.warehouse import warehouse_dbt
     from ml_platform.defs.warehouse.project import warehouse_project
 
+    ctx, _ = built
+    model_performance = asset(built, names.MODEL_PERFORMANCE)
+    warehouse_dbt = asset(built, "stg_transactions")
     res = resources(world.settings) | {"dbt": DbtCliResource(project_dir=warehouse_project)}
     dbt_run = dg.materialize(
         [warehouse_dbt],
         selection=[
-            "stg_transactions",
-            "dim_customers",
-            "dim_terminals",
-            "fct_prediction_outcomes",
-            "mart_model_performance_daily",
+            ctx.key(model)
+            for model in (
+                "stg_transactions",
+                "dim_customers",
+                "dim_terminals",
+                names.DBT_PREDICTION_OUTCOMES,
+                names.DBT_PERFORMANCE_MART,
+            )
         ],
         instance=instance,
         resources=res,
@@ -157,11 +176,11 @@ def test_model_performance_through_dbt(world, daily_run, instance):
     assert m["latest_labeled_day"] == world.days[27].isoformat()
 
 
-def test_monitoring_summary(world, daily_run, instance):
-    from ml_platform.defs.monitoring.assets import monitoring_summary
-
+def test_monitoring_summary(world, built, daily_run, instance):
     run = dg.materialize(
-        [monitoring_summary], instance=instance, resources=resources(world.settings)
+        [asset(built, names.MONITORING_SUMMARY)],
+        instance=instance,
+        resources=resources(world.settings),
     )
     m = meta(run.get_asset_materialization_events()[0])
     assert Path(m["chart"]).stat().st_size > 20_000

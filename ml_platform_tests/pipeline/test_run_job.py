@@ -58,3 +58,13 @@ def test_quiet_run_still_raises_on_failure(settings_env):
     settings_env()
     with dg.DagsterInstance.ephemeral() as instance, pytest.raises(Exception, match="broke"):
         run_job(DEFS, "broken_job", instance=instance, log_level="WARNING")
+
+
+def test_quiet_run_writes_to_the_log_dir_it_is_given(settings_env, tmp_path):
+    """The backtest's runs log in its own folder: the caller's data folder stays untouched."""
+    s = settings_env()
+    with dg.DagsterInstance.ephemeral() as instance:
+        run = run_job(DEFS, "noisy_job", instance=instance, log_level="WARNING", log_dir=tmp_path)
+        assert run.success
+    assert "dbt-like line on stdout" in (tmp_path / "noisy_job.log").read_text()
+    assert not (s.data_dir / "logs" / "noisy_job.log").exists()

@@ -16,6 +16,10 @@ import pytest
 from ml_platform.data import lake
 from ml_platform.settings import get_settings
 
+RETRAINING = "fraud_retraining_sensor"
+NEW_DATA = "fraud_new_data_sensor"
+MODEL = "fraud_detector"
+
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
@@ -44,34 +48,45 @@ def instance():
         yield inst
 
 
-def evaluate(sensor, instance, cursor=None):
+def built(name: str):
+    """Fraud's sensor or schedule ``name``, built now for the current settings."""
+    from ml_platform_tests.dagster_support import fraud, names
+
+    _, defs = fraud(names.TRAINING, names.AUTOMATION)  # the training job the sensor starts
+    if name.endswith("_schedule"):
+        return defs.resolve_schedule_def(name)
+    return defs.resolve_sensor_def(name)
+
+
+def evaluate(name: str, instance, cursor=None):
     context = dg.build_sensor_context(instance=instance, cursor=cursor)
-    return sensor(context), context
+    return built(name)(context), context
 
 
 def test_no_champion_triggers_then_cooldown_then_in_progress(env, instance):
-    from ml_platform.defs.automation.sensors import retraining_sensor
-
-    result, ctx = evaluate(retraining_sensor, instance)
+    result, ctx = evaluate(RETRAINING, instance)
     assert isinstance(result, dg.RunRequest)
     assert result.tags["ml_platform/trigger"] == "no_champion"
+    assert result.tags["ml_platform/use_case"] == "fraud"
     assert "no champion yet" in result.tags["ml_platform/reason"]
     assert result.run_key == f"retrain-{env['end']}-no_champion"
     assert json.loads(ctx.cursor)["last_retrain_day"] == env["end"].isoformat()
 
     # the same data day again: the cursor's cooldown says no, with the reason
-    again, _ = evaluate(retraining_sensor, instance, cursor=ctx.cursor)
+    again, _ = evaluate(RETRAINING, instance, cursor=ctx.cursor)
     assert isinstance(again, dg.SkipReason)
     assert again.skip_message.startswith("[cooldown]")
 
     # a training run in progress: never a second one, whatever the signals say
     run = instance.add_run(
         dg.DagsterRun(
-            job_name="training_job", run_id=str(uuid.uuid4()), status=dg.DagsterRunStatus.STARTED
+            job_name="fraud_training_job",
+            run_id=str(uuid.uuid4()),
+            status=dg.DagsterRunStatus.STARTED,
         )
     )
     try:
-        blocked, _ = evaluate(retraining_sensor, instance)
+        blocked, _ = evaluate(RETRAINING, instance)
         assert isinstance(blocked, dg.SkipReason)
         assert blocked.skip_message.startswith("[in_progress]")
         assert "already in progress" in blocked.skip_message
@@ -98,9 +113,17 @@ def champion(env):
     model = fit_baseline(train, list(FEATURE_COLUMNS))
     m = validation_metrics(valid, model.score(valid))
     cands = CandidateSet(model, None, m, None, model, "test baseline", 0.5, m)
-    info = registry.log_training_run(cands, train, valid, w, feature_version=FEATURE_VERSION)
-    registry.promote(info.version, who="test", why="sensor test champion")
-    return registry.get_model_info("champion"), w
+    info = registry.log_training_run(
+        cands,
+        train,
+        valid,
+        w,
+        model_name=MODEL,
+        use_case="fraud",
+        feature_version=FEATURE_VERSION,
+    )
+    registry.promote(info.version, model_name=MODEL, who="test", why="sensor test champion")
+    return registry.get_model_info("champion", model_name=MODEL), w
 
 
 def write_drift(env, n_shifted: int):
@@ -123,11 +146,9 @@ def write_drift(env, n_shifted: int):
 
 
 def test_champion_quiet_skips_with_reason(env, instance, champion):
-    from ml_platform.defs.automation.sensors import retraining_sensor
-
     drift = write_drift(env, n_shifted=0)
     assert drift.n_features > 20 and drift.drift_share == 0.0
-    result, ctx = evaluate(retraining_sensor, instance)
+    result, ctx = evaluate(RETRAINING, instance)
     assert isinstance(result, dg.SkipReason)
     assert result.skip_message.startswith("[none]")
     assert "drift share 0.000" in result.skip_message
@@ -137,11 +158,9 @@ def test_champion_quiet_skips_with_reason(env, instance, champion):
 
 
 def test_champion_drift_triggers(env, instance, champion):
-    from ml_platform.defs.automation.sensors import retraining_sensor
-
     drift = write_drift(env, n_shifted=15)
     assert drift.drift_share > 0.3
-    result, _ = evaluate(retraining_sensor, instance)
+    result, _ = evaluate(RETRAINING, instance)
     assert isinstance(result, dg.RunRequest)
     assert result.tags["ml_platform/trigger"] == "drift"
     assert f"{drift.drift_share:.3f} > threshold 0.300" in result.tags["ml_platform/reason"]
@@ -150,7 +169,6 @@ def test_champion_drift_triggers(env, instance, champion):
 def test_champion_performance_drop_triggers(env, instance, champion):
     """``model_performance`` built by the performance code from batch predictions of a
     champion version whose scores went wrong (reversed) on three matured days."""
-    from ml_platform.defs.automation.sensors import retraining_sensor
     from ml_platform.monitoring import daily
     from ml_platform.serving.scoring import ScoringModel, score_by_day
     from ml_platform.training import registry
@@ -158,7 +176,7 @@ def test_champion_performance_drop_triggers(env, instance, champion):
     info, _ = champion
     s, feats, tx = env["settings"], env["features"], env["tx"]
     write_drift(env, n_shifted=0)
-    native, _ = registry.load_native_model(info.version)
+    native, _ = registry.load_native_model(info.version, model_name=MODEL)
     reversed_scores = ScoringModel(
         name=info.name,
         version=str(info.version),
@@ -188,7 +206,7 @@ def test_champion_performance_drop_triggers(env, instance, champion):
     mp.setenv("ML_PLATFORM_RETRAIN_PERFORMANCE_MARGIN", str(margin))
     get_settings.cache_clear()
     try:
-        result, _ = evaluate(retraining_sensor, instance)
+        result, _ = evaluate(RETRAINING, instance)
     finally:
         mp.delenv("ML_PLATFORM_RETRAIN_PERFORMANCE_MARGIN")
         get_settings.cache_clear()
@@ -198,9 +216,8 @@ def test_champion_performance_drop_triggers(env, instance, champion):
 
 
 def test_new_data_sensor(env, instance, tmp_path):
-    from ml_platform.defs.automation.sensors import new_data_sensor
 
-    skipped, _ = evaluate(new_data_sensor, instance)
+    skipped, _ = evaluate(NEW_DATA, instance)
     assert isinstance(skipped, dg.SkipReason) and "simulator" in skipped.skip_message
 
     mp = env["mp"]
@@ -215,16 +232,16 @@ def test_new_data_sensor(env, instance, tmp_path):
         env["tx"].head(5).to_parquet(path)
         (src / "2031-01-01.csv").write_text("x\n")  # outside the partition range
         (src / "notes.txt").write_text("ignored")
-        result, ctx = evaluate(new_data_sensor, instance)
+        result, ctx = evaluate(NEW_DATA, instance)
         assert [r.partition_key for r in result] == [day.isoformat()]
         assert result[0].tags["ml_platform/trigger"] == "new_file"
 
-        again, ctx2 = evaluate(new_data_sensor, instance, cursor=ctx.cursor)
+        again, ctx2 = evaluate(NEW_DATA, instance, cursor=ctx.cursor)
         assert isinstance(again, dg.SkipReason)
 
         mtime = path.stat().st_mtime + 10
         os.utime(path, (mtime, mtime))  # the file was replaced: one new run
-        changed, _ = evaluate(new_data_sensor, instance, cursor=ctx2.cursor)
+        changed, _ = evaluate(NEW_DATA, instance, cursor=ctx2.cursor)
         assert [r.partition_key for r in changed] == [day.isoformat()]
         assert changed[0].run_key != result[0].run_key
     finally:
@@ -236,8 +253,7 @@ def test_new_data_sensor(env, instance, tmp_path):
 def test_daily_schedule_runs_yesterday_inside_the_range_only():
     from datetime import UTC, datetime
 
-    from ml_platform.defs.automation.schedules import daily_schedule
-
+    daily_schedule = built("fraud_daily_pipeline_schedule")
     s = get_settings()
     inside = datetime(s.start_date.year, s.start_date.month, s.start_date.day, 0, 30, tzinfo=UTC)
     inside += timedelta(days=3)

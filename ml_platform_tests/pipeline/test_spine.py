@@ -22,6 +22,9 @@ START, END = date(2025, 4, 1), date(2025, 4, 3)
 DAYS = [START + timedelta(days=i) for i in range((END - START).days + 1)]
 DBT_MODELS = ("stg_transactions", "dim_customers", "dim_terminals", "fct_daily_transactions")
 LAKE_TABLES = ("raw_transactions", "validated_transactions", "quarantined_transactions")
+#: The Dagster assets stored in those lake tables, and the dbt models' assets
+INGESTION_ASSETS = ("fraud_raw_events", "fraud_validated_events", "fraud_quarantined_events")
+DBT_ASSETS = tuple(f"fraud_{model}" for model in DBT_MODELS)
 
 
 def _lake(s, table: str) -> pd.DataFrame:
@@ -67,7 +70,7 @@ def spine(tmp_path_factory):
 
         def run(start: date, end: date) -> dg.ExecuteInProcessResult:
             instance = dg.DagsterInstance.ephemeral()
-            return run_job(defs, "spine_job", start=start, end=end, instance=instance)
+            return run_job(defs, "fraud_spine_job", start=start, end=end, instance=instance)
 
         yield s, defs, run
     get_settings.cache_clear()
@@ -75,23 +78,23 @@ def spine(tmp_path_factory):
 
 def test_spine_job_covers_ingestion_and_warehouse(spine):
     _, defs, _ = spine
-    job = defs.resolve_job_def("spine_job")
+    job = defs.resolve_job_def("fraud_spine_job")
     keys = {k.to_user_string() for k in job.asset_layer.selected_asset_keys}
-    assert set(LAKE_TABLES) | set(DBT_MODELS) <= keys
+    assert set(INGESTION_ASSETS) | set(DBT_ASSETS) <= keys
     graph = defs.resolve_asset_graph()
-    for model in DBT_MODELS:
+    for model in DBT_ASSETS:
         node = graph.get(dg.AssetKey(model))
-        assert node.group_name == "warehouse"
+        assert node.group_name == "fraud_warehouse"
         assert node.partitions_def is not None
         assert node.backfill_policy == dg.BackfillPolicy.single_run()
     # dbt sources join the Dagster lineage instead of becoming separate external assets
     assert (
-        dg.AssetKey("validated_transactions")
-        in graph.get(dg.AssetKey("stg_transactions")).parent_keys
+        dg.AssetKey("fraud_validated_events")
+        in graph.get(dg.AssetKey("fraud_stg_transactions")).parent_keys
     )
     assert (
-        dg.AssetKey("quarantined_transactions")
-        in graph.get(dg.AssetKey("fct_daily_transactions")).parent_keys
+        dg.AssetKey("fraud_quarantined_events")
+        in graph.get(dg.AssetKey("fraud_fct_daily_transactions")).parent_keys
     )
 
 
@@ -105,12 +108,12 @@ def test_three_days_then_rerun_one_is_identical(spine, capsys):
         (m.asset_key.to_user_string(), m.partition)
         for m in (e.materialization for e in result.get_asset_materialization_events())
     }
-    for table in (*LAKE_TABLES, *DBT_MODELS):
-        assert {(table, d.isoformat()) for d in DAYS} <= materialized, table
+    for asset in (*INGESTION_ASSETS, *DBT_ASSETS):
+        assert {(asset, d.isoformat()) for d in DAYS} <= materialized, asset
 
     # dbt tests ran as Dagster asset checks, all four kinds, all passed
     evaluations = result.get_asset_check_evaluations()
-    dbt_checks = {e.check_name for e in evaluations if e.asset_key.to_user_string() in DBT_MODELS}
+    dbt_checks = {e.check_name for e in evaluations if e.asset_key.to_user_string() in DBT_ASSETS}
     for kind in ("unique_", "not_null_", "accepted_values_", "relationships_"):
         assert any(name.startswith(kind) for name in dbt_checks), kind
     failed = [e.check_name for e in evaluations if not e.passed]
@@ -149,7 +152,7 @@ def test_three_days_then_rerun_one_is_identical(spine, capsys):
     stg_event = next(
         e.materialization
         for e in result.get_asset_materialization_events()
-        if e.materialization.asset_key == dg.AssetKey("stg_transactions")
+        if e.materialization.asset_key == dg.AssetKey("fraud_stg_transactions")
     )
     assert stg_event.metadata["dagster/row_count"].value == len(validated)
 

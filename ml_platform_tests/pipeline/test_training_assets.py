@@ -8,18 +8,7 @@ import pytest
 
 from ml_platform.data import lake
 from ml_platform.defs.run import run_job
-
-
-def _defs() -> dg.Definitions:
-    from ml_platform.defs import features, ingestion, training
-    from ml_platform.defs.resources import build_resources
-
-    return dg.Definitions.merge(
-        ingestion.defs,
-        features.defs,
-        training.defs,
-        dg.Definitions(resources=build_resources(), executor=dg.in_process_executor),
-    )
+from ml_platform_tests.dagster_support import fraud, names
 
 
 def _metadata(result: dg.ExecuteInProcessResult, key: str) -> dict:
@@ -32,33 +21,36 @@ def _metadata(result: dg.ExecuteInProcessResult, key: str) -> dict:
 @pytest.mark.slow
 def test_training_job_registers_and_promotes_with_lineage(settings_env):
     s = settings_env()
-    defs = _defs()
+    ctx, defs = fraud(names.INGESTION, names.FEATURES, names.TRAINING)
     instance = dg.DagsterInstance.ephemeral()
     assert run_job(
-        defs, "feature_pipeline_job", start=s.start_date, end=s.end_date, instance=instance
+        defs, "fraud_feature_pipeline_job", start=s.start_date, end=s.end_date, instance=instance
     ).success
 
-    first = run_job(defs, "training_job", instance=instance)
+    first = run_job(defs, "fraud_training_job", instance=instance)
     assert first.success
-    ts_meta = _metadata(first, "training_set")
+    ts_meta = _metadata(first, "fraud_training_set")
     assert ts_meta["as_of"] == s.end_date.isoformat()
     stored = pd.read_parquet(s.lake_dir / "training_set" / lake.FILE_NAME)
     newest = stored["tx_datetime"].max().normalize()
     assert newest <= pd.Timestamp(s.end_date) - pd.Timedelta(days=s.label_delay_days)
 
-    cand = _metadata(first, "candidate_model")
+    cand = _metadata(first, "fraud_candidate_model")
+    assert cand["model_name"] == ctx.model_name == "fraud_detector"
     assert cand["model_version"] == "1" and cand["mlflow_run_id"]
     assert cand["feature_version"] and cand["dataset_digest"] and cand["git_commit"]
-    gate = _metadata(first, "champion_model")
+    gate = _metadata(first, "fraud_champion_model")
     assert gate["promoted"] and gate["champion_version"] == "1", gate["reason"]
 
     from ml_platform.training import registry
 
-    second = run_job(defs, "training_job", instance=instance)
+    assert registry.get_model_info("1", model_name=ctx.model_name).tags["use_case"] == "fraud"
+    second = run_job(defs, "fraud_training_job", instance=instance)
     assert second.success
-    gate2 = _metadata(second, "champion_model")
+    gate2 = _metadata(second, "fraud_champion_model")
     assert gate2["challenger_version"] == "2"
     # same data, same model: an identical challenger never clears the margin
     assert not gate2["promoted"] and "margin" in gate2["reason"]
-    assert registry.get_model_info("2").tags["gate.decision"] == "rejected"
-    assert registry.current_version("champion") == "1"
+    info = registry.get_model_info("2", model_name=ctx.model_name)
+    assert info.tags["gate.decision"] == "rejected"
+    assert registry.current_version("champion", model_name=ctx.model_name) == "1"

@@ -10,13 +10,13 @@ TABLES = ("raw_transactions", "validated_transactions", "quarantined_transaction
 
 
 def ingestion_defs() -> dg.Definitions:
-    from ml_platform.defs.ingestion.assets import raw_transactions, validate_transactions_assets
-    from ml_platform.defs.resources import build_resources
+    """Fraud's ingestion stage, built for the current settings, with a job of its own."""
+    from ml_platform.defs import build_definitions, names
+    from ml_platform.defs.context import fraud_context
 
-    job = dg.define_asset_job(JOB, selection=dg.AssetSelection.groups("ingestion"))
-    return dg.Definitions(
-        assets=[raw_transactions, validate_transactions_assets],
-        jobs=[job],
-        resources=build_resources(),
-        executor=dg.in_process_executor,
+    ctx = fraud_context()
+    job = dg.define_asset_job(JOB, selection=dg.AssetSelection.groups(ctx.name(names.INGESTION)))
+    return dg.Definitions.merge(
+        build_definitions([ctx.use_case.name], settings=ctx.settings, stages=(names.INGESTION,)),
+        dg.Definitions(jobs=[job]),
     )

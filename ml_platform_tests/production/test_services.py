@@ -61,17 +61,18 @@ def test_dagster_instance_on_postgres_records_runs_and_materializations(
         (record,) = again.get_run_records()
         assert record.dagster_run.run_id == result.run_id
         assert record.dagster_run.status == dg.DagsterRunStatus.SUCCESS
-        key = dg.AssetKey("validated_transactions")
+        key = dg.AssetKey("fraud_validated_events")
         assert again.get_materialized_partitions(key) == {d.isoformat() for d in DAYS}
         mats = again.fetch_materializations(key, limit=10).records
         assert sorted(m.partition_key for m in mats) == [d.isoformat() for d in DAYS]
-        rows = sum(len(lake.read_partitions(s.lake_dir, key.path[-1], [d])) for d in DAYS)
+        table = "validated_transactions"  # the lake keeps its table names
+        rows = sum(len(lake.read_partitions(s.lake_dir, table, [d])) for d in DAYS)
         assert mats[0].asset_materialization.metadata["dagster/row_count"].value == rows > 0
         events = again.all_logs(result.run_id)
         types = {e.dagster_event.event_type for e in events if e.dagster_event}
         assert {dg.DagsterEventType.RUN_SUCCESS, dg.DagsterEventType.ASSET_MATERIALIZATION} <= types
         check = again.event_log_storage.get_latest_asset_check_execution_by_key(
-            [dg.AssetCheckKey(key, "quarantine_share_within_limit")]
+            [dg.AssetCheckKey(key, "fraud_quarantine_share_within_limit")]
         )
         assert check, "the asset check result is stored on PostgreSQL too"
 
@@ -105,11 +106,11 @@ def test_warehouse_pool_admits_one_run_at_a_time_on_postgres(production_settings
         assert storage.supports_global_concurrency_limits
         storage.initialize_concurrency_limit_to_default("warehouse")
         assert storage.get_concurrency_info("warehouse").slot_count == 1
-        first = storage.claim_concurrency_slot("warehouse", "run-a", "warehouse_dbt")
-        second = storage.claim_concurrency_slot("warehouse", "run-b", "warehouse_dbt")
+        first = storage.claim_concurrency_slot("warehouse", "run-a", "fraud_warehouse_dbt")
+        second = storage.claim_concurrency_slot("warehouse", "run-b", "fraud_warehouse_dbt")
         assert first.is_claimed and not second.is_claimed
         storage.free_concurrency_slots_for_run("run-a")
-        again = storage.claim_concurrency_slot("warehouse", "run-b", "warehouse_dbt")
+        again = storage.claim_concurrency_slot("warehouse", "run-b", "fraud_warehouse_dbt")
         assert again.is_claimed
 
 
@@ -126,20 +127,20 @@ def test_mlflow_registry_on_postgres_register_promote_rollback(
 
     v1 = register(platform, platform.champion, promote=True)
     v2 = register(platform, platform.challenger, promote=False)
-    assert registry.current_version("champion") == v1
-    assert registry.current_version("challenger") == v2
+    assert registry.current_version("champion", model_name=s.model_name) == v1
+    assert registry.current_version("challenger", model_name=s.model_name) == v2
 
-    registry.promote(v2, who="tests", why="production profile test")
-    assert registry.current_version("champion") == v2
-    registry.rollback(who="tests", why="production profile test")
-    assert registry.current_version("champion") == v1
+    registry.promote(v2, who="tests", why="production profile test", model_name=s.model_name)
+    assert registry.current_version("champion", model_name=s.model_name) == v2
+    registry.rollback(who="tests", why="production profile test", model_name=s.model_name)
+    assert registry.current_version("champion", model_name=s.model_name) == v1
 
     # the champion comes back from the registry and scores like the model we trained
-    model, info = registry.load_native_model("champion")
+    model, info = registry.load_native_model("champion", model_name=s.model_name)
     assert info.version == v1
     x = platform.valid[model.feature_columns].head(200)
     np.testing.assert_allclose(model.score(x), platform.champion.chosen.score(x), rtol=1e-12)
-    history = registry.alias_history()
+    history = registry.alias_history(model_name=s.model_name)
     assert [h["alias"] for h in history].count("champion") >= 3
 
     # stored in this test's PostgreSQL database, lineage tags included

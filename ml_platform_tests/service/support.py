@@ -33,6 +33,8 @@ SERVICE = "ml_platform.serving.service:FraudDetector"
 WORKER_READY = re.compile(
     r"\[entry_service:fraud_detector:(\d+)\] Service fraud_detector initialized"
 )
+#: The registered model the platform serves by default (fraud's; ML_PLATFORM_MODEL_NAME).
+MODEL = "fraud_detector"
 START = date(2025, 4, 1)
 END = date(2025, 5, 15)
 LABEL_DELAY = 7
@@ -132,13 +134,21 @@ def build_platform(root: Path) -> Platform:
 def register(p: Platform, cands: object, *, promote: bool) -> str:
     """Log + register through the training registry (challenger), optionally promote."""
     from ml_platform.features import FEATURE_VERSION
+    from ml_platform.settings import get_settings
     from ml_platform.training import registry
 
+    model_name = get_settings().model_name  # the model the service serves
     info = registry.log_training_run(
-        cands, p.train, p.valid, p.windows, feature_version=FEATURE_VERSION
+        cands,
+        p.train,
+        p.valid,
+        p.windows,
+        model_name=model_name,
+        use_case="fraud",
+        feature_version=FEATURE_VERSION,
     )
     if promote:
-        registry.promote(info.version, who="tests", why="serving tests")
+        registry.promote(info.version, model_name=model_name, who="tests", why="serving tests")
     return info.version
 
 
@@ -299,7 +309,7 @@ def scoring_model(p: Platform, cands: object, version: str = "0") -> object:
 
     native = cands.chosen.model
     return ScoringModel(
-        name="fraud_detector",
+        name=MODEL,
         version=version,
         threshold=float(cands.threshold),
         predict_proba=native_predict_fn(native),

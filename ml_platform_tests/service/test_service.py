@@ -137,9 +137,11 @@ def served(api: Api, registered) -> tuple[str, str]:
     p, v1, v2 = registered
     with support.platform_env(p.data_dir, model_name=SVC_MODEL):
         champion = support.copy_version("fraud_detector", v1, SVC_MODEL)
-        registry.promote(champion, who="tests", why="service test")
+        registry.promote(champion, who="tests", why="service test", model_name=SVC_MODEL)
         challenger = support.copy_version("fraud_detector", v2, SVC_MODEL)
-        registry.set_alias("challenger", challenger, who="tests", why="shadow test")
+        registry.set_alias(
+            "challenger", challenger, who="tests", why="shadow test", model_name=SVC_MODEL
+        )
     deadline = time.monotonic() + 30
     while True:  # no /reload: the alias poller (1 s in tests) picks them up
         status, info = api.call("GET", "/model")
@@ -334,7 +336,9 @@ def test_champion_that_cannot_load_keeps_the_previous_one(
     champion, _ = served
     with support.platform_env(p.data_dir, model_name=SVC_MODEL):
         broken, reason = make_unloadable(p, tmp_path, champion)
-        registry.set_alias("champion", broken, who="tests", why="unloadable champion")
+        registry.set_alias(
+            "champion", broken, who="tests", why="unloadable champion", model_name=SVC_MODEL
+        )
     try:
         status, body = api.call("POST", "/reload")
         assert status == 200 and body["serving"]["champion"] == champion, body
@@ -347,7 +351,9 @@ def test_champion_that_cannot_load_keeps_the_previous_one(
         assert reason in error and f"still serving version {champion}" in error, info
     finally:
         with support.platform_env(p.data_dir, model_name=SVC_MODEL):
-            registry.set_alias("champion", champion, who="tests", why="restore")
+            registry.set_alias(
+                "champion", champion, who="tests", why="restore", model_name=SVC_MODEL
+            )
     status, body = api.call("POST", "/reload")
     assert status == 200 and body["error"] is None and body["serving"]["champion"] == champion
 
@@ -422,7 +428,9 @@ def test_failing_shadow_is_counted_and_the_champion_still_answers(
     gbm = models.fit_lightgbm(p.train, list(FEATURE_COLUMNS[:-1]), num_boost_round=5, threads=1)
     with support.platform_env(p.data_dir, model_name=SVC_MODEL):
         broken = _register_from_dir(_save_booster(gbm.model, tmp_path / "m"), challenger)
-        registry.set_alias("challenger", broken, who="tests", why="failing shadow")
+        registry.set_alias(
+            "challenger", broken, who="tests", why="failing shadow", model_name=SVC_MODEL
+        )
     try:
         status, body = api.call("POST", "/reload")
         assert body["serving"] == {"champion": champion, "challenger": broken}, body
@@ -443,5 +451,7 @@ def test_failing_shadow_is_counted_and_the_champion_still_answers(
         }, (before, stats)
     finally:
         with support.platform_env(p.data_dir, model_name=SVC_MODEL):
-            registry.set_alias("challenger", challenger, who="tests", why="restore")
+            registry.set_alias(
+                "challenger", challenger, who="tests", why="restore", model_name=SVC_MODEL
+            )
     assert api.call("POST", "/reload")[1]["serving"]["challenger"] == challenger

@@ -42,7 +42,7 @@ def test_two_workers_log_every_answer_exactly_once(session_dir: Path, tmp_path: 
     p, v1, _ = support.registered_platform(session_dir / "serving_platform")
     with support.platform_env(p.data_dir, model_name=WORKERS_MODEL):
         champion = support.copy_version("fraud_detector", v1, WORKERS_MODEL)
-        registry.promote(champion, who="tests", why="two workers")
+        registry.promote(champion, who="tests", why="two workers", model_name=WORKERS_MODEL)
         tracking_uri = get_settings().tracking_uri
     day = p.transactions[p.transactions["tx_datetime"].dt.date == support.END]
     bodies = [_tx_json(r) for r in day.head(N_REQUESTS).itertuples()]

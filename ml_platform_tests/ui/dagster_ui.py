@@ -166,8 +166,8 @@ class Inventory:
     def in_group(self, group: str) -> list[AssetInfo]:
         return [a for a in self.assets if a.group == group]
 
-    def launch_plan(self, preferred_root: str = "raw_transactions") -> LaunchPlan:
-        """One partition of the ingestion entry point (``raw_transactions``), or of the first
+    def launch_plan(self, preferred_root: str = "fraud_raw_events") -> LaunchPlan:
+        """One partition of the ingestion entry point (``fraud_raw_events``), or of the first
         partitioned root asset, together with its group when the group is uniformly
         partitioned; the asset read afterwards is the one in the launch with most checks."""
         roots = [a for a in self.assets if a.materializable and a.partition_keys and not a.parents]

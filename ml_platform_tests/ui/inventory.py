@@ -56,6 +56,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         prepare()
     defs = importlib.import_module(args.module).defs
+    if callable(defs):  # a lazy entry point (@dg.definitions): build the definitions now
+        defs = defs()
     # One JSON line at the end of stdout; libraries may print before it.
     print(json.dumps(describe(defs)))
     return 0

@@ -5,10 +5,11 @@ of the ``dagster dev`` under test, on the same DAGSTER_HOME and data directory, 
 materializations and metadata are exactly what the UI shows. It only uses the platform's
 own jobs, executed in process like ``make demo`` does (``ml_platform.defs.run``):
 
-1. ``feature_pipeline_job`` restricted to the ingestion group, over the whole range;
-2. ``training_features_job`` over the whole range;
-3. ``training_job``: train, register, promotion gate -> ``@champion``;
-4. ``batch_scoring_job`` and ``monitoring_job`` restricted to ``drift_report``, for the
+1. ``fraud_feature_pipeline_job`` restricted to the ingestion group, over the whole range;
+2. ``fraud_training_features_job`` over the whole range;
+3. ``fraud_training_job``: train, register, promotion gate -> ``@champion``;
+4. ``fraud_batch_scoring_job`` and ``fraud_monitoring_job`` restricted to
+   ``fraud_drift_report``, for the
    last day (the drift report needs the day's batch scores for its prediction drift).
 
 The retraining sensor is RUNNING by default and the daemon evaluates it as soon as
@@ -31,7 +32,7 @@ from collections.abc import Sequence
 from datetime import date
 from typing import Any
 
-SENSOR = "retraining_sensor"
+SENSOR = "fraud_retraining_sensor"
 LOCATION = "ml_platform"
 _TICKS = """query($s: SensorSelector!) { sensorOrError(sensorSelector: $s) {
     __typename ... on Sensor { sensorState { ticks(limit: 1) { status } } } } }"""
@@ -94,11 +95,13 @@ def populate(sensor_url: str | None = None, timeout: float = 240) -> dict[str, A
 
     import dagster as dg
 
-    from ml_platform.definitions import defs
+    from ml_platform.defs import build_definitions, names
+    from ml_platform.defs.context import fraud_context
     from ml_platform.defs.run import run_job
-    from ml_platform.settings import get_settings
 
-    s = get_settings()
+    ctx = fraud_context()
+    s = ctx.settings
+    defs = build_definitions([ctx.use_case.name], settings=s)
     instance = dg.DagsterInstance.get()
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
     lap("import_s")
@@ -113,9 +116,10 @@ def populate(sensor_url: str | None = None, timeout: float = 240) -> dict[str, A
         if not result.success:
             raise RuntimeError(f"{job} failed")
 
-    ingestion = dg.AssetSelection.groups("ingestion").resolve(defs.resolve_asset_graph())
+    ingestion = dg.AssetSelection.groups(ctx.name(names.INGESTION))
+    ingestion = ingestion.resolve(defs.resolve_asset_graph())
     run(
-        "feature_pipeline_job",
+        ctx.name(names.FEATURE_PIPELINE_JOB),
         select=list(ingestion),
         tags=_range_tags(s.start_date, s.end_date),
     )
@@ -123,15 +127,15 @@ def populate(sensor_url: str | None = None, timeout: float = 240) -> dict[str, A
     if sensor_url:
         wait_for_sensor_tick(sensor_url, SENSOR, timeout)
         lap("wait_sensor_tick_s")
-    run("training_features_job", start=s.start_date, end=s.end_date)
+    run(ctx.name(names.TRAINING_FEATURES_JOB), start=s.start_date, end=s.end_date)
     lap("features_s")
-    run("training_job")
+    run(ctx.name(names.TRAINING_JOB))
     lap("training_s")
-    run("batch_scoring_job", start=s.end_date, end=s.end_date)
+    run(ctx.name(names.BATCH_SCORING_JOB), start=s.end_date, end=s.end_date)
     lap("batch_scoring_s")
     run(
-        "monitoring_job",
-        select=[dg.AssetKey("drift_report")],
+        ctx.name(names.MONITORING_JOB),
+        select=[ctx.key(names.DRIFT_REPORT)],
         partition_key=s.end_date.isoformat(),
     )
     lap("drift_report_s")
@@ -139,7 +143,7 @@ def populate(sensor_url: str | None = None, timeout: float = 240) -> dict[str, A
 
     from ml_platform.training import registry
 
-    champion = registry.get_model_info(registry.CHAMPION)
+    champion = registry.get_model_info(registry.CHAMPION, model_name=ctx.model_name)
     return {
         "timings": timings,
         "drift_day": s.end_date.isoformat(),

@@ -97,7 +97,7 @@ def test_sensors_and_schedules_show_their_default_state(ui_platform, page) -> No
     automations = ui_platform.inventory.automations
     assert automations, "the definitions have no sensors or schedules"
     expected = {(a["kind"], a["name"]): a["default_status"] == "RUNNING" for a in automations}
-    assert expected.get(("sensors", "retraining_sensor")) is True, expected
+    assert expected.get(("sensors", "fraud_retraining_sensor")) is True, expected
     assert ui.read_automation_switches(page, ui_platform.url, expected) == expected
 
 
@@ -120,7 +120,7 @@ def test_model_pages_show_the_registry_metrics(ui_platform, page, populated) -> 
     def registry_value(metric: str):
         return pytest.approx(champion[metric], abs=6e-5)  # UI: 4 places, registry tags: 6
 
-    candidate = _asset(ui_platform, "candidate_model")
+    candidate = _asset(ui_platform, "fraud_candidate_model")
     keys = ["model_version", "model_kind", "valid_average_precision", "valid_roc_auc"]
     shown = _shown(ui_platform, page, candidate, keys)
     recorded = ui_platform.dev.latest_metadata(candidate.key)
@@ -130,7 +130,7 @@ def test_model_pages_show_the_registry_metrics(ui_platform, page, populated) -> 
         assert float(shown[metric]) == recorded[metric], (metric, shown, recorded)
         assert float(shown[metric]) == registry_value(metric), (metric, shown, champion)
 
-    gate = _asset(ui_platform, "champion_model")
+    gate = _asset(ui_platform, "fraud_champion_model")
     keys = ["promoted", "champion_version", "challenger_average_precision"]
     shown = _shown(ui_platform, page, gate, keys)
     recorded = ui_platform.dev.latest_metadata(gate.key)
@@ -145,7 +145,7 @@ def test_model_pages_show_the_registry_metrics(ui_platform, page, populated) -> 
 def test_drift_report_link_opens_the_evidently_report(ui_platform, page, populated) -> None:
     """The drift_report page links the day's Evidently HTML report; following the link
     opens a data-drift report whose drift table agrees with the metadata beside the link."""
-    asset, day = _asset(ui_platform, "drift_report"), populated["drift_day"]
+    asset, day = _asset(ui_platform, "fraud_drift_report"), populated["drift_day"]
     keys = ["report_url", "drifted_features", "reference_model_version"]
     shown = ui.read_asset_metadata(page, ui_platform.url, asset, keys)
     recorded = ui_platform.dev.latest_metadata(asset.key, day)

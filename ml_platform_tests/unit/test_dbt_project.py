@@ -74,9 +74,13 @@ def test_manifest_has_models_tests_and_source_lineage():
     kinds = {t["test_metadata"]["name"] for t in tests if t.get("test_metadata")}
     assert {"unique", "not_null", "accepted_values", "relationships"} <= kinds
     sources = {s["name"]: s for s in manifest["sources"].values()}
-    for name in ("validated_transactions", "quarantined_transactions"):
+    # a source names the Dagster asset it reads by its base name, and is its lake table
+    from ml_platform.defs import names
+
+    for base in (names.VALIDATED_EVENTS, names.QUARANTINED_EVENTS):
+        name = names.lake_table(base)
         meta = sources[name]["meta"] or sources[name]["config"]["meta"]
-        assert meta["dagster"]["asset_key"] == [name]
+        assert meta["dagster"]["asset_key"] == [base]
         assert "read_parquet(" in meta["external_location"]
     project_yml = (DBT_PROJECT_DIR / "dbt_project.yml").read_text()
     assert "send_anonymous_usage_stats: false" in project_yml
@@ -189,7 +193,10 @@ def lake_world(tmp_path_factory):
         import dagster as dg
         from dagster_dbt import DbtCliResource
 
-        from ml_platform.defs.warehouse.assets import warehouse_dbt
+        from ml_platform.defs.context import fraud_context
+        from ml_platform.defs.warehouse.assets import build_warehouse_assets
+
+        (warehouse_dbt,) = build_warehouse_assets(fraud_context(s))
 
         def materialize(day: date) -> tuple[dg.ExecuteInProcessResult, dg.DagsterInstance]:
             instance = dg.DagsterInstance.ephemeral()
@@ -208,7 +215,7 @@ def lake_world(tmp_path_factory):
 
 def _run_targets(run_id: str) -> list[Path]:
     """The per-call target folders dagster-dbt made for one run."""
-    return list((DBT_PROJECT_DIR / "target").glob(f"warehouse_dbt-{run_id[:7]}-*"))
+    return list((DBT_PROJECT_DIR / "target").glob(f"fraud_warehouse_dbt-{run_id[:7]}-*"))
 
 
 @pytest.mark.slow
@@ -223,7 +230,7 @@ def test_dagster_run_passes_its_checks_and_removes_its_target_folder(lake_world)
     stg = next(
         e.materialization
         for e in result.get_asset_materialization_events()
-        if e.materialization.asset_key.to_user_string() == "stg_transactions"
+        if e.materialization.asset_key.to_user_string() == "fraud_stg_transactions"
     )
     assert stg.metadata["range_rows"].value == len(GOOD[D1])
     assert stg.metadata["range"].value == f"{D1}..{D1}"
@@ -243,7 +250,7 @@ def test_a_failing_dbt_test_fails_the_run_and_is_recorded(lake_world):
     assert instance.get_run_by_id(result.run_id).status == dg.DagsterRunStatus.FAILURE
     failed = [e for e in result.get_asset_check_evaluations() if not e.passed]
     assert [e.check_name.startswith(FRAUD_VALUES_CHECK) for e in failed] == [True]
-    assert failed[0].asset_key == dg.AssetKey("stg_transactions")
+    assert failed[0].asset_key == dg.AssetKey("fraud_stg_transactions")
     record = instance.get_latest_asset_check_evaluation_record(failed[0].asset_check_key)
     assert record is not None and record.run_id == result.run_id
     assert record.event.dagster_event.event_specific_data.passed is False

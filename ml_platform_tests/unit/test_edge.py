@@ -62,7 +62,7 @@ def _edge_and_full_decisions(p: support.Platform, out: Path, days: list[str]):
     meta = json.loads((out / "metadata.json").read_text())
     with support.platform_env(p.data_dir):
         rows = labeled_features(get_settings(), [date.fromisoformat(d) for d in days])
-        model = load_model("champion")
+        model = load_model("champion", model_name=support.MODEL)
     x = rows[FEATURE_COLUMNS].to_numpy(np.float64)
     edge = _OnnxScorer((out / "model.onnx").read_bytes())(x) >= meta["threshold"]
     return edge, model.decide(model.score(x))
@@ -191,13 +191,16 @@ def test_edge_package_asset(registered) -> None:
     """The Dagster asset writes the package under the data dir with the parity figures."""
     import dagster as dg
 
-    from ml_platform.defs.serving.assets import edge_package
+    from ml_platform_tests.dagster_support import fraud, names
 
     p, champion, _ = registered
     with support.platform_env(p.data_dir):
+        ctx, defs = fraud(names.SERVING)
+        edge_package = defs.get_assets_def(ctx.key(names.EDGE_PACKAGE))
         result = dg.materialize([edge_package], instance=dg.DagsterInstance.ephemeral())
         assert result.success
-        meta = result.asset_materializations_for_node("edge_package")[0].metadata
+        node = ctx.name(names.EDGE_PACKAGE)
+        meta = result.asset_materializations_for_node(node)[0].metadata
         assert meta["model_version"].value == champion
         assert meta["ap_loss"].value <= 0.005
         out = Path(meta["path"].value)

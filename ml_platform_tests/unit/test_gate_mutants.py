@@ -21,6 +21,9 @@ import pytest
 from ml_platform.training import datasets, metrics, models
 from ml_platform.training.gate import GateDecision, _float, decide
 
+#: Not fraud's model: the gate acts on the registered model it is given, never a global one.
+MODEL = "churn_model"
+
 
 def _m(auc: float, ap: float) -> dict[str, float]:
     return {"roc_auc": auc, "average_precision": ap}
@@ -161,6 +164,8 @@ def _template() -> Path:
                     train,
                     valid,
                     WINDOWS,
+                    model_name=MODEL,
+                    use_case="fraud",
                     feature_version=FEATURE_VERSION,
                     as_of="2025-05-05",
                 )
@@ -178,25 +183,27 @@ def test_gate_decisions_tags_and_promotions(settings_env) -> None:
     s.data_dir.mkdir(parents=True, exist_ok=True)
     shutil.copy(template / "mlflow.db", s.data_dir / "mlflow.db")
     _, valid = _SPLIT
-    registry.delete_alias(registry.CHALLENGER, why="start from an empty gate")
+    registry.delete_alias(registry.CHALLENGER, why="start from an empty gate", model_name=MODEL)
 
-    assert run_gate(valid, WINDOW) == GateDecision(
+    assert run_gate(valid, WINDOW, model_name=MODEL) == GateDecision(
         False, "no challenger registered", None, None, WINDOW
     )
 
     # the first model is measured on the window and held to its own baseline
-    registry.set_alias(registry.CHALLENGER, "1", why="first candidate")
-    first = registry.get_model_info("1")
-    decision = run_gate(valid, WINDOW, who="gate-test")
-    chal_m = metrics.validation_metrics(valid, registry.load_native_model("1")[0].score(valid))
+    registry.set_alias(registry.CHALLENGER, "1", why="first candidate", model_name=MODEL)
+    first = registry.get_model_info("1", model_name=MODEL)
+    decision = run_gate(valid, WINDOW, who="gate-test", model_name=MODEL)
+    chal_m = metrics.validation_metrics(
+        valid, registry.load_native_model("1", model_name=MODEL)[0].score(valid)
+    )
     baseline = float(first.tags["baseline_average_precision"])
     reason = (
         f"first model: AP {chal_m['average_precision']:.4f} >= baseline AP {baseline:.4f}, "
         f"AUC {chal_m['roc_auc']:.4f}"
     )
     assert decision == GateDecision(True, reason, "1", None, WINDOW, chal_m, None)
-    assert registry.current_version(registry.CHAMPION) == "1"
-    tags = registry.get_model_info("1").tags
+    assert registry.current_version(registry.CHAMPION, model_name=MODEL) == "1"
+    tags = registry.get_model_info("1", model_name=MODEL).tags
     assert {k: v for k, v in tags.items() if k.startswith("gate.")} == {
         "gate.decision": "promoted",
         "gate.reason": reason,
@@ -209,32 +216,36 @@ def test_gate_decisions_tags_and_promotions(settings_env) -> None:
     assert tags["alias.champion.why"] == f"gate on {WINDOW}: {reason}"
 
     # promotion consumed the challenger alias; pointing it at the champion is a no-op
-    assert run_gate(valid, WINDOW) == GateDecision(
+    assert run_gate(valid, WINDOW, model_name=MODEL) == GateDecision(
         False, "no challenger registered", None, "1", WINDOW
     )
-    registry.set_alias(registry.CHALLENGER, "1", why="re-check")
-    assert run_gate(valid, WINDOW) == GateDecision(
+    registry.set_alias(registry.CHALLENGER, "1", why="re-check", model_name=MODEL)
+    assert run_gate(valid, WINDOW, model_name=MODEL) == GateDecision(
         False, "challenger is already champion", "1", "1", WINDOW
     )
 
     # a weaker challenger is compared with the champion on the same rows and refused
-    registry.set_alias(registry.CHALLENGER, "2", why="weaker candidate")
-    refused = run_gate(valid, WINDOW)
-    champ_m = metrics.validation_metrics(valid, registry.load_native_model("1")[0].score(valid))
+    registry.set_alias(registry.CHALLENGER, "2", why="weaker candidate", model_name=MODEL)
+    refused = run_gate(valid, WINDOW, model_name=MODEL)
+    champ_m = metrics.validation_metrics(
+        valid, registry.load_native_model("1", model_name=MODEL)[0].score(valid)
+    )
     assert not refused.promote and refused.champion_metrics == champ_m
     assert (refused.challenger_version, refused.champion_version) == ("2", "1")
     assert refused.reason.endswith("<= margin 0.02") and "vs champion" in refused.reason
-    tags = registry.get_model_info("2").tags
+    tags = registry.get_model_info("2", model_name=MODEL).tags
     assert tags["gate.decision"] == "rejected"
     assert tags["gate.champion_ap"] == f"{champ_m['average_precision']:.6f}"
     assert tags["gate.champion_version"] == "1"
-    assert registry.current_version(registry.CHAMPION) == "1"
+    assert registry.current_version(registry.CHAMPION, model_name=MODEL) == "1"
 
     # a champion whose feature left the window cannot be scored: judged as a first model
     # (the challenger's baseline is not applied then), and the reason says why
-    registry.set_alias(registry.CHALLENGER, "3", why="candidate without the noise feature")
+    registry.set_alias(
+        registry.CHALLENGER, "3", why="candidate without the noise feature", model_name=MODEL
+    )
     no_noise = valid.drop(columns="noise")
-    moved = run_gate(no_noise, WINDOW)
+    moved = run_gate(no_noise, WINDOW, model_name=MODEL)
     assert moved.promote and moved.champion_metrics is None
     assert moved.reason.startswith(
         "champion v1 needs feature noise that no longer exists; first model: AP "
@@ -242,5 +253,8 @@ def test_gate_decisions_tags_and_promotions(settings_env) -> None:
     assert moved.reason.endswith(
         ">= no baseline, AUC " + f"{moved.challenger_metrics['roc_auc']:.4f}"
     )
-    assert registry.current_version(registry.CHAMPION) == "3"
-    assert registry.get_model_info("3").tags["alias.champion.set_by"] == "promotion-gate"
+    assert registry.current_version(registry.CHAMPION, model_name=MODEL) == "3"
+    assert (
+        registry.get_model_info("3", model_name=MODEL).tags["alias.champion.set_by"]
+        == "promotion-gate"
+    )

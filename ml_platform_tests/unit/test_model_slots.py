@@ -45,7 +45,7 @@ def test_unloadable_champion_keeps_the_previous_one_and_names_version_and_reason
     # the session's registry (its schema is built once per session), a model of our own
     registry_db = session_dir / "data" / "mlflow.db"
     registry_db.parent.mkdir(parents=True, exist_ok=True)
-    settings_env(model_name=MODEL, mlflow_tracking_uri=f"sqlite:///{registry_db}")
+    settings_env(mlflow_tracking_uri=f"sqlite:///{registry_db}")  # the slots name the model
     from ml_platform.training import registry
 
     client = registry._client()
@@ -55,7 +55,7 @@ def test_unloadable_champion_keeps_the_previous_one_and_names_version_and_reason
     shutil.rmtree(tmp_path / "gone")  # its files deleted from the artifact store
     other = _register(client, tmp_path / "other", feature_columns=json.dumps(["tx_amount"]))
 
-    slots = ModelSlots()
+    slots = ModelSlots(MODEL)
     client.set_registered_model_alias(MODEL, "champion", good)
     assert slots.refresh() == {"champion": good, "challenger": None}
     assert slots.last_error is None

@@ -134,7 +134,7 @@ def test_native_single_row_scoring_is_fast(session_dir: Path) -> None:
 
     p, _, _ = support.registered_platform(session_dir / "serving_platform")
     with support.platform_env(p.data_dir):
-        model = load_model("champion")
+        model = load_model("champion", model_name=support.MODEL)
     assert type(model.native).__name__ == "Booster"
     assert uses_single_row_fast_path(model)
     baseline = support.scoring_model(p, p.champion)
@@ -328,11 +328,10 @@ def test_batch_predictions_asset_is_idempotent(session_dir: Path) -> None:
     import dagster as dg
 
     from ml_platform.data import lake
-    from ml_platform.defs import features, ingestion
     from ml_platform.defs.resources import LakeIOManager
-    from ml_platform.defs.serving.assets import batch_predictions
     from ml_platform.features import FEATURE_COLUMNS
     from ml_platform.serving.scoring import load_model
+    from ml_platform_tests.dagster_support import assets_of, fraud, names
 
     p, champion, _ = support.registered_platform(session_dir / "serving_platform")
     with support.platform_env(p.data_dir):
@@ -341,12 +340,14 @@ def test_batch_predictions_asset_is_idempotent(session_dir: Path) -> None:
         lake_dir = get_settings().lake_dir
         resources = {"io_manager": LakeIOManager(lake_dir=str(lake_dir))}
         instance = dg.DagsterInstance.ephemeral()
+        ctx, defs = fraud(names.INGESTION, names.FEATURES, names.SERVING)
+        batch_predictions = ctx.key(names.BATCH_PREDICTIONS)
         key = "2025-05-14"
         target = lake.partition_path(lake_dir, "batch_predictions", key)
         outputs = []
         for _ in range(2):
             result = dg.materialize(
-                [*ingestion.defs.assets, *features.defs.assets, batch_predictions],
+                assets_of(defs),
                 selection=[batch_predictions],
                 partition_key=key,
                 resources=resources,
@@ -358,7 +359,7 @@ def test_batch_predictions_asset_is_idempotent(session_dir: Path) -> None:
         preds = pd.read_parquet(target)
         feats = lake.read_partitions(lake_dir, "transaction_features", [key])
         assert sorted(preds["transaction_id"]) == sorted(feats["transaction_id"])
-        model = load_model("champion")
+        model = load_model("champion", model_name=ctx.model_name)
         assert model.version == champion
         expected = model.score(
             feats.set_index("transaction_id")
@@ -367,7 +368,8 @@ def test_batch_predictions_asset_is_idempotent(session_dir: Path) -> None:
         )
         np.testing.assert_allclose(preds["score"], expected, rtol=0, atol=1e-12)
         assert (preds["model_version"] == champion).all()
-        meta = result.asset_materializations_for_node("batch_predictions")[0].metadata
+        meta = result.asset_materializations_for_node(ctx.name(names.BATCH_PREDICTIONS))[0]
+        meta = meta.metadata
         assert meta["model_version"].value == champion
 
 

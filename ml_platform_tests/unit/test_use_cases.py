@@ -972,6 +972,7 @@ def test_core_modules_name_no_column_of_a_use_case() -> None:
         *(package / "training" / f"{m}.py" for m in ("metrics", "models", "gate", "datasets")),
         package / "data" / "sources.py",
         package / "features" / "from_files.py",
+        *(package / "defs" / f"{m}.py" for m in ("names", "context", "partitions")),
     ]
     assert {p.name for p in core} >= {"spec.py", "loader.py", "derive.py", "feature_port.py"}
     assert {"base.py", "sqlite.py", "redis.py"} <= {p.name for p in core}

@@ -1,10 +1,15 @@
-"""Dagster definitions for the automation stage: jobs (later schedules and sensors)."""
+"""Dagster definitions for the automation stage: jobs, the daily schedule, the sensors."""
 
 import dagster as dg
 
-from ml_platform.defs.automation.jobs import jobs
-from ml_platform.defs.automation.schedules import jobs as scheduled_jobs
-from ml_platform.defs.automation.schedules import schedules
-from ml_platform.defs.automation.sensors import sensors
+from ml_platform.defs.context import StageContext
 
-defs = dg.Definitions(jobs=[*jobs, *scheduled_jobs], schedules=schedules, sensors=sensors)
+
+def build(ctx: StageContext) -> dg.Definitions:
+    """The spine and daily jobs, the daily schedule and the sensors of ``ctx.use_case``."""
+    from ml_platform.defs.automation.schedules import build_jobs, build_schedules
+    from ml_platform.defs.automation.sensors import build_sensors
+
+    return dg.Definitions(
+        jobs=build_jobs(ctx), schedules=build_schedules(ctx), sensors=build_sensors(ctx)
+    )

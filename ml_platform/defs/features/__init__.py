@@ -1,7 +1,12 @@
-"""Dagster definitions for the features stage: transaction_features, online_feature_store."""
+"""Dagster definitions for the features stage: event features and the online store."""
 
 import dagster as dg
 
-from ml_platform.defs.features.assets import online_feature_store, transaction_features
+from ml_platform.defs.context import StageContext
 
-defs = dg.Definitions(assets=[transaction_features, online_feature_store])
+
+def build(ctx: StageContext) -> dg.Definitions:
+    """The feature assets of ``ctx.use_case``."""
+    from ml_platform.defs.features.assets import build_feature_assets
+
+    return dg.Definitions(assets=build_feature_assets(ctx))

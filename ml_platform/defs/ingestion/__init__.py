@@ -2,6 +2,11 @@
 
 import dagster as dg
 
-from ml_platform.defs.ingestion.assets import raw_transactions, validate_transactions_assets
+from ml_platform.defs.context import StageContext
 
-defs = dg.Definitions(assets=[raw_transactions, validate_transactions_assets])
+
+def build(ctx: StageContext) -> dg.Definitions:
+    """The ingestion assets of ``ctx.use_case``."""
+    from ml_platform.defs.ingestion.assets import build_ingestion_assets
+
+    return dg.Definitions(assets=build_ingestion_assets(ctx))

@@ -1,4 +1,4 @@
-"""Dagster definitions for the monitoring stage (group "monitoring").
+"""Dagster definitions for the monitoring stage (group "<name>_monitoring").
 
 Drift, serving skew, labeled performance and the summary; the dbt models
 ``fct_prediction_outcomes`` / ``mart_model_performance_daily`` live in the warehouse's dbt
@@ -7,35 +7,33 @@ project. Sensors and the daily schedule are in ``ml_platform/defs/automation``.
 
 import dagster as dg
 
-from ml_platform.defs.monitoring.assets import (
-    drift_report,
-    model_performance,
-    monitoring_summary,
-    online_predictions,
-    serving_skew,
-)
-from ml_platform.defs.partitions import daily_partitions
+from ml_platform.defs import names
+from ml_platform.defs.context import StageContext
 
-#: Monitoring over a partition range (the serving and warehouse assets it reads must exist).
-monitoring_job = dg.define_asset_job(
-    name="monitoring_job",
-    selection=dg.AssetSelection.groups("monitoring")
-    | dg.AssetSelection.assets("fct_prediction_outcomes", "mart_model_performance_daily"),
-    partitions_def=daily_partitions,
-    description="Export online predictions, drift + skew per day, labeled performance, summary.",
-)
 
-#: Predictions joined with matured labels (dbt) and the performance table, over a range.
-labeled_performance_job = dg.define_asset_job(
-    name="labeled_performance_job",
-    selection=dg.AssetSelection.assets(
-        "fct_prediction_outcomes", "mart_model_performance_daily", "model_performance"
-    ),
-    partitions_def=daily_partitions,
-    description="dbt prediction outcomes + performance mart over a range, then model_performance.",
-)
+def build(ctx: StageContext) -> dg.Definitions:
+    """The monitoring assets of ``ctx.use_case`` and its two monitoring jobs."""
+    from ml_platform.defs.monitoring.assets import build_monitoring_assets
 
-defs = dg.Definitions(
-    assets=[online_predictions, drift_report, serving_skew, model_performance, monitoring_summary],
-    jobs=[monitoring_job, labeled_performance_job],
-)
+    outcomes = ctx.key(names.DBT_PREDICTION_OUTCOMES)
+    mart = ctx.key(names.DBT_PERFORMANCE_MART)
+    monitoring_job = dg.define_asset_job(
+        name=ctx.name(names.MONITORING_JOB),
+        selection=dg.AssetSelection.groups(ctx.name(names.MONITORING))
+        | dg.AssetSelection.assets(outcomes, mart),
+        partitions_def=ctx.partitions,
+        tags=ctx.tags(),
+        description="Export online predictions, drift + skew per day, labeled performance, "
+        "summary (over a partition range; the serving and warehouse assets it reads must exist).",
+    )
+    labeled_performance_job = dg.define_asset_job(
+        name=ctx.name(names.LABELED_PERFORMANCE_JOB),
+        selection=dg.AssetSelection.assets(outcomes, mart, ctx.key(names.MODEL_PERFORMANCE)),
+        partitions_def=ctx.partitions,
+        tags=ctx.tags(),
+        description="dbt prediction outcomes + performance mart over a range, then "
+        "model_performance.",
+    )
+    return dg.Definitions(
+        assets=build_monitoring_assets(ctx), jobs=[monitoring_job, labeled_performance_job]
+    )

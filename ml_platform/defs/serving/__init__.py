@@ -1,23 +1,27 @@
-"""Dagster definitions for the serving stage: batch_predictions, edge_package and their jobs."""
+"""Dagster definitions for the serving stage: batch predictions, edge package, their jobs."""
 
 import dagster as dg
 
-from ml_platform.defs.partitions import daily_partitions
-from ml_platform.defs.serving.assets import batch_predictions, edge_package
+from ml_platform.defs import names
+from ml_platform.defs.context import StageContext
 
-#: Score a range of days with the champion (one single-run backfill).
-batch_scoring_job = dg.define_asset_job(
-    name="batch_scoring_job",
-    selection=dg.AssetSelection.assets(batch_predictions),
-    partitions_def=daily_partitions,
-    description="Score every transaction of a range of days with the champion.",
-)
 
-#: Export the champion as an edge package (unpartitioned).
-edge_job = dg.define_asset_job(
-    name="edge_job",
-    selection=dg.AssetSelection.assets(edge_package),
-    description="Export the champion as a compressed ONNX edge package with a parity report.",
-)
+def build(ctx: StageContext) -> dg.Definitions:
+    """The serving assets of ``ctx.use_case``, its batch-scoring job and its edge job."""
+    from ml_platform.defs.serving.assets import build_serving_assets
 
-defs = dg.Definitions(assets=[batch_predictions, edge_package], jobs=[batch_scoring_job, edge_job])
+    batch_scoring_job = dg.define_asset_job(
+        name=ctx.name(names.BATCH_SCORING_JOB),
+        selection=dg.AssetSelection.assets(ctx.key(names.BATCH_PREDICTIONS)),
+        partitions_def=ctx.partitions,
+        tags=ctx.tags(),
+        description="Score every event of a range of days with the champion (one single-run "
+        "backfill).",
+    )
+    edge_job = dg.define_asset_job(
+        name=ctx.name(names.EDGE_JOB),
+        selection=dg.AssetSelection.assets(ctx.key(names.EDGE_PACKAGE)),
+        tags=ctx.tags(),
+        description="Export the champion as a compressed ONNX edge package with a parity report.",
+    )
+    return dg.Definitions(assets=build_serving_assets(ctx), jobs=[batch_scoring_job, edge_job])

@@ -1,91 +1,106 @@
-"""Serving assets: thin wrappers over ``ml_platform.serving`` (batch scoring, edge export)."""
+"""Serving assets: thin wrappers over ``ml_platform.serving`` (batch scoring, edge export).
+
+:func:`build_serving_assets` builds ``<name>_batch_predictions`` and ``<name>_edge_package``
+for one use case; both read the use case's registered model (``UseCase.model_name``).
+"""
 
 import time
 
 import dagster as dg
 import pandas as pd
 
-from ml_platform.defs.partitions import daily_partitions
-from ml_platform.settings import get_settings
+from ml_platform.defs import names
+from ml_platform.defs.context import StageContext
 
-GROUP = "serving"
 OWNERS = ["team:ml-platform"]
 
 
-@dg.asset(
-    group_name=GROUP,
-    owners=OWNERS,
-    kinds={"python", "lightgbm", "parquet"},
-    partitions_def=daily_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    ins={"transaction_features": dg.AssetIn()},
-    deps=[dg.AssetKey("champion_model")],
-    description=(
-        "The champion's score for every transaction of the day: transaction_id, tx_datetime, "
-        "customer_id, terminal_id, score, is_fraud (score >= threshold), threshold, "
-        "model_name, model_version, feature_version. Scores the day's transaction_features "
-        "with the model registered as fraud_detector@champion (native booster on numpy, "
-        "ml_platform/serving/scoring.py, the same code the API uses). Idempotent: a re-run "
-        "with the same champion rewrites the identical partition."
-    ),
-)
-def batch_predictions(
-    context: dg.AssetExecutionContext, transaction_features: pd.DataFrame
-) -> dict[str, pd.DataFrame]:
-    from ml_platform.serving.scoring import load_model, score_by_day
+def build_serving_assets(ctx: StageContext) -> list[dg.AssetsDefinition]:
+    """Batch predictions per day with the champion, and the champion's edge package."""
+    s = ctx.settings
+    group = ctx.name(names.SERVING)
+    model_name = ctx.model_name
+    champion = ctx.key(names.CHAMPION_MODEL)
+    features = ctx.key(names.EVENT_FEATURES)
 
-    t0 = time.perf_counter()
-    model = load_model("champion")
-    parts = score_by_day(transaction_features, model, list(context.partition_keys))
-    rows = sum(len(p) for p in parts.values())
-    flagged = sum(int(p["is_fraud"].sum()) for p in parts.values())
-    context.add_output_metadata(
-        {
-            "model_name": model.name,
-            "model_version": model.version,
-            "threshold": model.threshold,
-            "flagged": flagged,
-            "flagged_share": round(flagged / rows, 6) if rows else 0.0,
-            "seconds": round(time.perf_counter() - t0, 3),
-        }
+    @dg.asset(
+        key=ctx.key(names.BATCH_PREDICTIONS),
+        group_name=group,
+        owners=OWNERS,
+        kinds={"python", "lightgbm", "parquet"},
+        partitions_def=ctx.partitions,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        ins={"features": dg.AssetIn(features)},
+        deps=[champion],
+        metadata=ctx.metadata(names.BATCH_PREDICTIONS),
+        description=(
+            "The champion's score for every event of the day: the event's keys, score, "
+            "is_fraud (score >= threshold), threshold, model_name, model_version, "
+            "feature_version. Scores the day's features with the model registered as "
+            f"{model_name}@champion (native booster on numpy, ml_platform/serving/scoring.py, "
+            "the same code the API uses). Idempotent: a re-run with the same champion "
+            "rewrites the identical partition."
+        ),
     )
-    return parts
+    def batch_predictions(
+        context: dg.AssetExecutionContext, features: pd.DataFrame
+    ) -> dict[str, pd.DataFrame]:
+        from ml_platform.serving.scoring import load_model, score_by_day
 
-
-@dg.asset(
-    group_name=GROUP,
-    owners=OWNERS,
-    kinds={"onnx", "python"},
-    deps=[dg.AssetKey("champion_model"), dg.AssetKey("transaction_features")],
-    description=(
-        "Edge package of the champion under <data_dir>/edge: float32 ONNX model (LightGBM: "
-        "fewest leading trees within the AP tolerance), a standalone predictor.py (numpy + "
-        "onnxruntime only), metadata.json and parity.json (max score difference and average "
-        "precision loss vs the full model on the most recent labeled day, sizes, latencies). "
-        "Same as `ml-platform export-edge OUT_DIR`."
-    ),
-)
-def edge_package(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-    from ml_platform.serving.edge import export_edge
-
-    s = get_settings()
-    out = s.data_dir / "edge"
-    report = export_edge(out, settings=s)
-    if not report["passed"]:
-        raise dg.Failure(
-            f"edge parity failed: AP loss {report['ap_loss']} > {report['max_ap_loss']}",
-            metadata={"report": dg.MetadataValue.json(report)},
+        t0 = time.perf_counter()
+        model = load_model("champion", model_name=model_name)
+        parts = score_by_day(features, model, list(context.partition_keys))
+        rows = sum(len(p) for p in parts.values())
+        flagged = sum(int(p["is_fraud"].sum()) for p in parts.values())
+        context.add_output_metadata(
+            {
+                "model_name": model.name,
+                "model_version": model.version,
+                "threshold": model.threshold,
+                "flagged": flagged,
+                "flagged_share": round(flagged / rows, 6) if rows else 0.0,
+                "seconds": round(time.perf_counter() - t0, 3),
+            }
         )
-    return dg.MaterializeResult(
-        metadata={
-            "path": dg.MetadataValue.path(str(out)),
-            "model_version": report["model_version"],
-            "ap_loss": report["ap_loss"],
-            "max_abs_score_diff": report["max_abs_score_diff"],
-            "edge_model_bytes": report["edge_model_bytes"],
-            "full_model_bytes": report["full_model_bytes"],
-            "trees_kept": report["trees_kept"],
-            "edge_p50_us": report["edge_latency"]["single_row_p50_us"],
-            "report": dg.MetadataValue.json(report),
-        }
+        return parts
+
+    @dg.asset(
+        key=ctx.key(names.EDGE_PACKAGE),
+        group_name=group,
+        owners=OWNERS,
+        kinds={"onnx", "python"},
+        deps=[champion, features],
+        metadata=ctx.tags(),
+        description=(
+            "Edge package of the champion under <data_dir>/edge: float32 ONNX model "
+            "(LightGBM: fewest leading trees within the AP tolerance), a standalone "
+            "predictor.py (numpy + onnxruntime only), metadata.json and parity.json (max score "
+            "difference and average precision loss vs the full model on the most recent "
+            "labeled day, sizes, latencies). Same as `ml-platform export-edge OUT_DIR`."
+        ),
     )
+    def edge_package(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        from ml_platform.serving.edge import export_edge
+
+        out = s.data_dir / "edge"
+        report = export_edge(out, settings=s, model_name=model_name)
+        if not report["passed"]:
+            raise dg.Failure(
+                f"edge parity failed: AP loss {report['ap_loss']} > {report['max_ap_loss']}",
+                metadata={"report": dg.MetadataValue.json(report)},
+            )
+        return dg.MaterializeResult(
+            metadata={
+                "path": dg.MetadataValue.path(str(out)),
+                "model_version": report["model_version"],
+                "ap_loss": report["ap_loss"],
+                "max_abs_score_diff": report["max_abs_score_diff"],
+                "edge_model_bytes": report["edge_model_bytes"],
+                "full_model_bytes": report["full_model_bytes"],
+                "trees_kept": report["trees_kept"],
+                "edge_p50_us": report["edge_latency"]["single_row_p50_us"],
+                "report": dg.MetadataValue.json(report),
+            }
+        )
+
+    return [batch_predictions, edge_package]

@@ -1,7 +1,10 @@
-"""The dbt models as Dagster assets (group "warehouse"); dbt tests become asset checks.
+"""The dbt models as Dagster assets (group "<name>_warehouse"); dbt tests become checks.
 
 One ``dbt build`` per run covers the run's whole partition range (single-run backfill),
 in the "warehouse" concurrency pool so that only one process writes the DuckDB file.
+Asset keys are the model names prefixed with the use case's (``fraud_stg_transactions``);
+the tables in DuckDB keep the model names. Sources name the Dagster asset they read by its
+base name (``meta.dagster.asset_key: [validated_events]``), prefixed here the same way.
 """
 
 import shutil
@@ -15,64 +18,80 @@ from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
 
 from ml_platform import warehouse
 from ml_platform.data.locks import warehouse_lock
-from ml_platform.defs.partitions import daily_partitions
+from ml_platform.defs import names
+from ml_platform.defs.context import StageContext
 from ml_platform.defs.warehouse.dbt_env import dbt_environment
 from ml_platform.defs.warehouse.project import warehouse_project
-from ml_platform.settings import get_settings
 
-GROUP = "warehouse"
-POOL = "warehouse"
+POOL = names.WAREHOUSE_POOL
 #: Models holding one row per transaction/day, so a partition's rows can be counted.
 DATED_MODELS = ("stg_transactions", "fct_daily_transactions")
 UNDATED_MODELS = ("dim_customers", "dim_terminals")
 
 
 class WarehouseTranslator(DagsterDbtTranslator):
-    """dbt models in group "warehouse" (unless their meta names a Dagster group), owned by
-    the data platform team unless their meta names owners."""
+    """dbt models and sources under the use case's prefix: keys ``<name>_<model>``, group
+    ``<name>_warehouse`` (or ``<name>_<group>`` when their meta names a Dagster group),
+    owned by the data platform team unless their meta names owners."""
+
+    def __init__(self, ctx: StageContext) -> None:
+        super().__init__()
+        self._ctx = ctx
+
+    def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
+        return self._ctx.key(super().get_asset_key(dbt_resource_props).path[-1])
 
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
-        return super().get_group_name(dbt_resource_props) or GROUP
+        return self._ctx.name(super().get_group_name(dbt_resource_props) or names.WAREHOUSE)
 
     def get_owners(self, dbt_resource_props: Mapping[str, Any]) -> Sequence[str] | None:
         return super().get_owners(dbt_resource_props) or ["team:data-platform"]
 
 
-@dbt_assets(
-    manifest=warehouse_project.manifest_path,
-    project=warehouse_project,
-    partitions_def=daily_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    dagster_dbt_translator=WarehouseTranslator(),
-    pool=POOL,
-    name="warehouse_dbt",
-)
-def warehouse_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource) -> Iterator[Any]:
-    """``dbt build`` over the run's partition range; row counts added from DuckDB after."""
-    window = context.partition_time_window
-    start, end = window.start.date(), (window.end - timedelta(days=1)).date()
-    settings = get_settings()
-    # The pool serialises runs of one instance; the file lock also covers a CLI run beside
-    # `dagster dev`, a manual `ml-platform dbt` and readers (DuckDB has a single writer).
-    with warehouse_lock(settings.warehouse_path), dbt_environment(settings, start, end):
-        invocation = dbt.cli(["build"], context=context, raise_on_error=False)
-        events = list(invocation.stream())
-    error = invocation.get_error()
-    if error is None:  # each call gets its own target folder: keep it only to debug a failure
-        shutil.rmtree(invocation.target_path, ignore_errors=True)
-    _prune_failed_targets(Path(invocation.target_path).parent)
-    counts = _row_counts(settings.warehouse_path, start, end) if events else {}
-    for event in events:
-        if isinstance(event, dg.Output) and event.output_name in counts:
-            event = event.with_metadata({**event.metadata, **counts[event.output_name]})
-        yield event
-    if error is not None:
-        raise error
+def build_warehouse_assets(ctx: StageContext) -> list[dg.AssetsDefinition]:
+    """The dbt project's models as assets of ``ctx.use_case`` (the manifest must exist)."""
+    settings = ctx.settings
+    op_name = ctx.name(names.WAREHOUSE_DBT)
+    prefix = ctx.name("")
+
+    @dbt_assets(
+        manifest=warehouse_project.manifest_path,
+        project=warehouse_project,
+        partitions_def=ctx.partitions,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        dagster_dbt_translator=WarehouseTranslator(ctx),
+        pool=POOL,
+        name=op_name,
+    )
+    def warehouse_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource) -> Iterator[Any]:
+        """``dbt build`` over the run's partition range; row counts added from DuckDB after."""
+        window = context.partition_time_window
+        start, end = window.start.date(), (window.end - timedelta(days=1)).date()
+        # The pool serialises runs of one instance; the file lock also covers a CLI run beside
+        # `dagster dev`, a manual `ml-platform dbt` and readers (DuckDB has a single writer).
+        with warehouse_lock(settings.warehouse_path), dbt_environment(settings, start, end):
+            invocation = dbt.cli(["build"], context=context, raise_on_error=False)
+            events = list(invocation.stream())
+        error = invocation.get_error()
+        if error is None:  # each call gets its own target folder: keep it only to debug a failure
+            shutil.rmtree(invocation.target_path, ignore_errors=True)
+        _prune_failed_targets(Path(invocation.target_path).parent, op_name)
+        counts = _row_counts(settings.warehouse_path, start, end) if events else {}
+        for event in events:
+            table = event.output_name.removeprefix(prefix) if isinstance(event, dg.Output) else ""
+            if table in counts:
+                event = event.with_metadata({**event.metadata, **counts[table]})
+            yield event
+        if error is not None:
+            raise error
+
+    return [warehouse_dbt]
 
 
-def _prune_failed_targets(target_dir: Path, keep: int = 3) -> None:
-    """Keep only the newest few run folders that failed runs left in ``target/``."""
-    runs = sorted(target_dir.glob("warehouse_dbt-*"), key=lambda p: p.stat().st_mtime)
+def _prune_failed_targets(target_dir: Path, op_name: str, keep: int = 3) -> None:
+    """Keep only the newest few run folders that failed runs of ``op_name`` left in
+    ``target/`` (dagster-dbt names them ``<op name>-<run id>-<uuid>``)."""
+    runs = sorted(target_dir.glob(f"{op_name}-*"), key=lambda p: p.stat().st_mtime)
     for old in runs[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
 

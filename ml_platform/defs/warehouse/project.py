@@ -3,7 +3,7 @@
 Outside ``dagster dev`` the manifest must exist before ``@dbt_assets`` is defined:
 :func:`prepare_dbt_manifest` runs ``dbt parse`` when ``target/manifest.json`` is missing or
 older than any project file. ``ml-platform prepare`` (``make dev``, the demo) calls it, and
-``ml_platform.defs.warehouse`` calls it on import so a clean checkout still loads (~5 s once).
+building the warehouse definitions calls it too, so a clean checkout still loads (~5 s once).
 It also re-parses when the dbt environment (warehouse and lake paths, target) changed, so the
 saved partial parse matches and each ``dbt build`` skips its own full parse.
 """
@@ -16,7 +16,7 @@ from pathlib import Path
 from dagster_dbt import DbtProject
 
 from ml_platform.defs.warehouse.dbt_env import DBT_PROJECT_DIR, dbt_env, dbt_environment
-from ml_platform.settings import get_settings
+from ml_platform.settings import Settings, get_settings
 
 #: Files whose change makes the manifest stale.
 _SOURCE_GLOBS = ("dbt_project.yml", "profiles.yml", "models/**/*", "macros/**/*", "tests/**/*")
@@ -25,13 +25,13 @@ warehouse_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PRO
 _ENV_STAMP = warehouse_project.manifest_path.with_name("ml_platform_env.json")
 
 
-def manifest_is_stale() -> bool:
-    """True when the manifest is missing, parsed for another environment, or older than a
-    model, macro, test or config file."""
+def manifest_is_stale(settings: Settings | None = None) -> bool:
+    """True when the manifest is missing, parsed for another environment (of ``settings``,
+    default the current ones), or older than a model, macro, test or config file."""
     manifest = warehouse_project.manifest_path
     if not manifest.exists() or not _ENV_STAMP.exists():
         return True
-    if json.loads(_ENV_STAMP.read_text()) != dbt_env(get_settings()):
+    if json.loads(_ENV_STAMP.read_text()) != dbt_env(settings or get_settings()):
         return True
     built = manifest.stat().st_mtime
     return any(
@@ -41,10 +41,11 @@ def manifest_is_stale() -> bool:
     )
 
 
-def prepare_dbt_manifest(force: bool = False) -> Path:
+def prepare_dbt_manifest(force: bool = False, settings: Settings | None = None) -> Path:
     """Run ``dbt parse`` if the manifest is missing or stale; return the manifest path."""
-    if force or manifest_is_stale():
-        with dbt_environment(get_settings()) as env:
+    settings = settings or get_settings()
+    if force or manifest_is_stale(settings):
+        with dbt_environment(settings) as env:
             # dagster-dbt's preparer guards against concurrent parses (code servers).
             warehouse_project.preparer.prepare(warehouse_project)
         _ENV_STAMP.write_text(json.dumps(env, sort_keys=True))

@@ -1,0 +1,81 @@
+"""Base names of everything the Dagster layer defines, one constant each.
+
+A use case's definitions carry its name as a prefix (``UseCase.qualified(base)``:
+``fraud_validated_events``, group ``fraud_ingestion``, job ``fraud_training_job``), so two
+use cases never collide in one code location. Only the bases live here; the prefix is added
+by :class:`ml_platform.defs.context.StageContext`.
+"""
+
+from __future__ import annotations
+
+# --- stages (group names) ----------------------------------------------------------------
+INGESTION = "ingestion"
+WAREHOUSE = "warehouse"
+FEATURES = "features"
+TRAINING = "training"
+SERVING = "serving"
+MONITORING = "monitoring"
+#: jobs, schedule and sensors (a stage with no assets, so no group)
+AUTOMATION = "automation"
+
+# --- assets --------------------------------------------------------------------------------
+RAW_EVENTS = "raw_events"
+VALIDATED_EVENTS = "validated_events"
+QUARANTINED_EVENTS = "quarantined_events"
+EVENT_FEATURES = "event_features"
+ONLINE_FEATURE_STORE = "online_feature_store"
+TRAINING_SET = "training_set"
+CANDIDATE_MODEL = "candidate_model"
+CHAMPION_MODEL = "champion_model"
+BATCH_PREDICTIONS = "batch_predictions"
+EDGE_PACKAGE = "edge_package"
+ONLINE_PREDICTIONS = "online_predictions"
+DRIFT_REPORT = "drift_report"
+SERVING_SKEW = "serving_skew"
+MODEL_PERFORMANCE = "model_performance"
+MONITORING_SUMMARY = "monitoring_summary"
+#: dbt models the monitoring assets and jobs name (their asset key is the prefixed model name)
+DBT_PREDICTION_OUTCOMES = "fct_prediction_outcomes"
+DBT_PERFORMANCE_MART = "mart_model_performance_daily"
+
+# --- ops of multi-assets -----------------------------------------------------------------
+VALIDATE_EVENTS = "validate_events"
+WAREHOUSE_DBT = "warehouse_dbt"
+
+#: Concurrency pool of everything that writes or reads the DuckDB warehouse: one file for
+#: every use case, one writer, so the pool is shared (not prefixed).
+WAREHOUSE_POOL = "warehouse"
+
+# --- asset checks --------------------------------------------------------------------------
+QUARANTINE_CHECK = "quarantine_share_within_limit"
+DRIFT_CHECK = "drift_share_below_threshold"
+SKEW_CHECK = "no_serving_skew"
+
+# --- jobs, schedules, sensors --------------------------------------------------------------
+SPINE_JOB = "spine_job"
+DAILY_PIPELINE_JOB = "daily_pipeline_job"
+TRAINING_JOB = "training_job"
+FEATURE_PIPELINE_JOB = "feature_pipeline_job"
+TRAINING_FEATURES_JOB = "training_features_job"
+BATCH_SCORING_JOB = "batch_scoring_job"
+EDGE_JOB = "edge_job"
+MONITORING_JOB = "monitoring_job"
+LABELED_PERFORMANCE_JOB = "labeled_performance_job"
+DAILY_PIPELINE_SCHEDULE = "daily_pipeline_schedule"
+RETRAINING_SENSOR = "retraining_sensor"
+NEW_DATA_SENSOR = "new_data_sensor"
+
+#: Lake table (folder under ``<data_dir>/lake``) of each asset stored there; the lake and
+#: the core modules that read it (training datasets, monitoring, edge, dbt sources) keep
+#: today's table names, unprefixed. An asset not listed is stored under its base name.
+LAKE_TABLES = {
+    RAW_EVENTS: "raw_transactions",
+    VALIDATED_EVENTS: "validated_transactions",
+    QUARANTINED_EVENTS: "quarantined_transactions",
+    EVENT_FEATURES: "transaction_features",
+}
+
+
+def lake_table(base: str) -> str:
+    """The lake table an asset of base name ``base`` is stored in."""
+    return LAKE_TABLES.get(base, base)
