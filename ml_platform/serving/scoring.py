@@ -16,12 +16,16 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from ml_platform.data.contract import CUSTOMER_ID, TERMINAL_ID, TRANSACTION_ID, TX_DATETIME
+from ml_platform.features.definitions import DEFAULT_USE_CASE
+
+if TYPE_CHECKING:
+    from ml_platform.use_cases.loader import UseCase
 
 log = logging.getLogger(__name__)
 
@@ -141,15 +145,19 @@ def uses_single_row_fast_path(model: ScoringModel) -> bool:
 # --- registry access (MLflow imported lazily) -------------------------------------------
 
 
-def load_model(alias_or_version: str, *, model_name: str) -> ScoringModel:
-    """Load a version or alias of the registered model ``model_name`` (a use case's).
+def load_model(
+    alias_or_version: str, *, model_name: str, use_case: UseCase | str = DEFAULT_USE_CASE
+) -> ScoringModel:
+    """Load a version or alias of the registered model ``model_name`` of ``use_case``.
 
     Raises ``NoModelError`` when nothing is registered under that alias/version, and
     ``ValueError`` when the model was trained on other features than this code computes
-    (serving it would be training/serving skew).
+    for the use case (serving it would be training/serving skew).
     """
-    from ml_platform.features import FEATURE_COLUMNS, FEATURE_VERSION
+    from ml_platform.features.definitions import feature_set
     from ml_platform.training import registry
+
+    fs = feature_set(use_case)
 
     try:
         native, info = registry.load_native_model(alias_or_version, model_name=model_name)
@@ -164,8 +172,9 @@ def load_model(alias_or_version: str, *, model_name: str) -> ScoringModel:
         feature_version=info.feature_version or None,
         alias=None if str(alias_or_version).isdigit() else str(alias_or_version),
         info={"kind": info.kind, "run_id": info.run_id, "aliases": list(info.aliases)},
+        strict=fs.label_task == "regression",  # a flag above its bound, not an alert at it
     )
-    check_features(model, list(info.feature_columns), FEATURE_COLUMNS, FEATURE_VERSION)
+    check_features(model, list(info.feature_columns), fs.columns, fs.version)
     return model
 
 
@@ -210,9 +219,13 @@ class ModelSlots:
         model_name: str,
         loader: Callable[[str], ScoringModel] | None = None,
         version_of: Callable[[str], str | None] | None = None,
+        *,
+        use_case: UseCase | str = DEFAULT_USE_CASE,
     ) -> None:
         self.model_name = model_name
-        self._loader = loader or functools.partial(load_model, model_name=model_name)
+        self._loader = loader or functools.partial(
+            load_model, model_name=model_name, use_case=use_case
+        )
         self._version_of = version_of or functools.partial(alias_version, model_name=model_name)
         self._models: dict[str, ScoringModel | None] = {CHAMPION: None, CHALLENGER: None}
         self._lock = threading.Lock()

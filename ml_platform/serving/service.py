@@ -145,7 +145,7 @@ class UseCaseService:
             flush_seconds=s.serving_log_flush_seconds,
             layout=log_layout(uc),
         )
-        self.slots = ModelSlots(s.model_name)
+        self.slots = ModelSlots(self.model_name, use_case=uc)
         versions = self.slots.refresh()
         log.info("%s: serving %s (registry %s)", self.model_name, versions, s.tracking_uri)
         self.slots.start_polling(s.serving_reload_seconds)
