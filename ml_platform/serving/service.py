@@ -249,7 +249,9 @@ class UseCaseService:
             **{
                 self.event_id: record[self.event_id],
                 self.score_field: score,
-                self.decision_field: bool(model.decide(np.array([score]))[0]),
+                self.decision_field: score > model.threshold
+                if model.strict
+                else score >= model.threshold,  # ScoringModel.decide, one scalar
                 "threshold": model.threshold,
                 "model_name": model.name,
                 "model_version": model.version,
