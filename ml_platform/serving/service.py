@@ -140,7 +140,7 @@ class UseCaseService:
         self._store_info = self._check_store()
         self._log_entry = LogEntry
         self.log_writer = PredictionLogWriter(
-            prediction_log_path(s),
+            prediction_log_path(s, uc),
             self.feature_columns,
             flush_seconds=s.serving_log_flush_seconds,
             layout=log_layout(uc),
@@ -168,6 +168,7 @@ class UseCaseService:
         from datetime import UTC, datetime
 
         from ml_platform.data import lake
+        from ml_platform.features.definitions import DEFAULT_USE_CASE
         from ml_platform.training.datasets import TRANSACTIONS_TABLE
 
         kind, name = self.store.kind, self.model_name
@@ -180,7 +181,13 @@ class UseCaseService:
             return OnlineStoreDescription(
                 kind=kind, watermark=None, entities={}, error=f"{type(exc).__name__}: {exc}"
             )
-        days = lake.list_partitions(self.settings.lake_dir, TRANSACTIONS_TABLE)
+        # the lake's newest day is known for the default use case (its table's name);
+        # another's store is only checked for emptiness
+        days = (
+            lake.list_partitions(self.settings.lake_dir, TRANSACTIONS_TABLE)
+            if self.use_case.name == DEFAULT_USE_CASE
+            else []
+        )
         newest = days[-1] if days else None
         hint = "materialize online_feature_store (make demo, or the daily pipeline)"
         if watermark is None:
