@@ -45,7 +45,7 @@ class UseCasePlatform:
         return feature_set(self.use_case)
 
 
-def _validated(uc: object, days: list[date], settings: object) -> tuple[pd.DataFrame, dict]:
+def validated_days(uc: object, days: list[date], settings: object) -> tuple[pd.DataFrame, dict]:
     """Each day from the declared source, validated; side tables by their own rules."""
     from ml_platform.data.sources import read_events_day, read_side_day
     from ml_platform.data.validation import validate_events, validate_side_rows
@@ -96,7 +96,7 @@ def build_use_case_platform(
     day = days[-1]
     with support.platform_env(data_dir):
         s = get_settings()
-        events, side = _validated(uc, days, resolve_settings(uc))
+        events, side = validated_days(uc, days, resolve_settings(uc))
         delay = engine_label_delay(uc, s.label_delay_days)
         history = _before(events, fs.event_time, day)
         side_history = {
