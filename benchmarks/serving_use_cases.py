@@ -57,7 +57,7 @@ def main() -> int:
         prediction_log_path,
         read_prediction_log,
     )
-    from ml_platform.settings import get_settings
+    from ml_platform.settings import Settings, get_settings
     from ml_platform.use_cases.loader import PACKAGE_ROOT, load_use_case, resolve_settings
     from ml_platform_tests.service import support
     from ml_platform_tests.service import use_case_support as ucs
@@ -77,6 +77,12 @@ def main() -> int:
             label_delay=2,  # flights' labels are known within 2 days
         )
         fs = p.feature_set
+        # the service as deployed: the settings' defaults, not the tests' fast polling
+        fields = Settings.model_fields
+        p.env = {
+            f"ML_PLATFORM_{name.upper()}": str(fields[name].default)
+            for name in ("serving_reload_seconds", "serving_log_flush_seconds", "serving_max_batch")
+        }
         with support.platform_env(data_dir):
             s = get_settings()
             later, side = ucs.validated_days(uc, replay, resolve_settings(uc))
