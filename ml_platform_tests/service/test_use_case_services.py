@@ -170,6 +170,8 @@ def test_scaffold_answers_are_its_own_fields(scaffold: Served) -> None:
 def test_served_features_equal_the_batch_features_of_the_event(served: Served) -> None:
     """``/features`` of an event = ``build_features`` of the history + that event alone."""
     p, fs = served.p, served.p.feature_set
+    values = pd.DataFrame([f["features"] for f in served.features])
+    assert [c for c in fs.columns if not values[c].any()] == []  # no vacuous equality
     for i, got in enumerate(served.features):
         event = served.singles.iloc[[i]]
         want = ucs.batch_features(p, event)
