@@ -230,7 +230,7 @@ def test_predict_batch_answers_in_request_order(served: Served) -> None:
 
 
 def _bad_requests(p: ucs.UseCasePlatform) -> list[tuple[str, dict, list]]:
-    """(what, body, loc): a wrong type and a missing join field of this use case."""
+    """(what, body, loc): wrong types and a missing join field of this use case."""
     uc, fs = p.use_case, p.feature_set
     good = ucs.request_json(uc, p.served.iloc[-1])
     value = next(iter(uc.spec.event_schema.values))
@@ -239,8 +239,10 @@ def _bad_requests(p: ucs.UseCasePlatform) -> list[tuple[str, dict, list]]:
         if getattr(f, "join", None):
             join = next(iter(f.join))  # the as-of join's own field, if any
             break
+    key = next(c for c, kind in fs.entities if kind == "string")
     return [
         ("wrong type", {**good, value: "many"}, [value]),
+        ("number for a string key", {**good, key: 7}, [key]),
         ("missing join field", {k: v for k, v in good.items() if k != join}, [join]),
     ]
 
