@@ -1,7 +1,8 @@
 """Append-only prediction log: every answer the API gives, plus shadow challenger scores.
 
 Rows go to a SQLite table (WAL mode, so several BentoML workers can append while Dagster
-reads) at ``<data_dir>/serving/prediction_log.sqlite``. The request path only appends
+reads) at ``<data_dir>/serving/prediction_log.sqlite`` (another use case's:
+``prediction_log_<name>.sqlite``). The request path only appends
 an entry to an in-memory deque; a daemon thread scores the shadow challenger (off the
 critical path), serialises the features and commits in small batches. Nothing ever
 updates or deletes rows. The request columns are the use case's request fields, typed
@@ -60,7 +61,7 @@ class LogLayout:
     between the request's identity and the answer; one feature column per feature on read."""
 
     request: tuple[tuple[str, str], ...]  # (field, declared type), in request order
-    event_id: str | None  # indexed when the request carries it
+    event_id: str | None  # indexed
     features: tuple[str, ...]
     decision: str  # the answer's yes/no field (score >= threshold)
 
@@ -125,12 +126,15 @@ CREATE INDEX IF NOT EXISTS {TABLE}_logged_at ON {TABLE} (logged_at);
 
 def log_layout(use_case: UseCase) -> LogLayout:
     """The prediction log's layout derived from the use case's request fields; the decision
-    column is named like the API answer's."""
+    column is named like the API answer's. An event id the schema derives (the request
+    does not carry it) comes first: the log joins the lake's labels on it."""
     from ml_platform.serving.schemas import answer_fields
 
     s = use_case.spec.event_schema
+    event_id = s.event_id.column
     request = tuple((c, use_case.columns[c]) for c in s.request)
-    event_id = s.event_id.column if s.event_id.column in s.request else None
+    if event_id not in s.request:
+        request = ((event_id, s.event_id.type), *request)
     decision = answer_fields(use_case)[1]
     return LogLayout(request, event_id, tuple(use_case.feature_names), decision)
 
@@ -143,11 +147,19 @@ def served_layout() -> LogLayout:
     return log_layout(served_use_case())
 
 
-def prediction_log_path(settings: Settings | None = None) -> Path:
+def prediction_log_path(
+    settings: Settings | None = None, use_case: UseCase | str | None = None
+) -> Path:
+    """The log of a use case: ``prediction_log.sqlite`` for the served (default) one,
+    ``prediction_log_<name>.sqlite`` for any other, so two use cases' services sharing a
+    data directory never write one table with two layouts."""
+    from ml_platform.serving.schemas import SERVED_USE_CASE
     from ml_platform.settings import get_settings
 
     s = settings or get_settings()
-    return s.data_dir / "serving" / "prediction_log.sqlite"
+    name = use_case if isinstance(use_case, str) or use_case is None else use_case.name
+    suffix = "" if name in (None, SERVED_USE_CASE) else f"_{name}"
+    return s.data_dir / "serving" / f"prediction_log{suffix}.sqlite"
 
 
 def connect(path: Path, layout: LogLayout | None = None) -> sqlite3.Connection:

@@ -72,7 +72,7 @@ def _no_model_response(model_name: str, load_error: str | None = None) -> JSONRe
 
 
 def _bad_request(loc: tuple[str | int, ...], reason: str) -> JSONResponse:
-    """400 with ``detail[].loc`` as pydantic gives it, e.g. ``["transactions", 3, "tx_amount"]``."""
+    """400 with ``detail[].loc`` as pydantic gives it, e.g. ``["events", 3, "amount"]``."""
     where = ".".join(str(part) for part in loc)
     return JSONResponse(
         {"error": f"{where}: {reason}", "detail": [{"loc": list(loc), "msg": reason}]},
@@ -109,6 +109,7 @@ class UseCaseService:
         from ml_platform.features.definitions import feature_set
         from ml_platform.features.online import OnlineFeatureEngine
         from ml_platform.features.stores.base import open_store
+        from ml_platform.serving.event_ids import event_id_function
         from ml_platform.serving.prediction_log import (
             LogEntry,
             PredictionLogWriter,
@@ -130,7 +131,7 @@ class UseCaseService:
         self.feature_version = fs.version
         self.event_id = fs.event_id
         self.event_time = fs.event_time
-        self.derive_from = tuple(uc.spec.event_schema.event_id.derive_from or ())
+        self._derive_event_id = event_id_function(uc)
         delay = engine_label_delay(uc, s.label_delay_days)
         self.store = open_store(s, delay, use_case=uc)
         self.engine = OnlineFeatureEngine(self.store, delay, use_case=uc)
@@ -140,7 +141,7 @@ class UseCaseService:
         self._store_info = self._check_store()
         self._log_entry = LogEntry
         self.log_writer = PredictionLogWriter(
-            prediction_log_path(s),
+            prediction_log_path(s, uc),
             self.feature_columns,
             flush_seconds=s.serving_log_flush_seconds,
             layout=log_layout(uc),
@@ -168,6 +169,7 @@ class UseCaseService:
         from datetime import UTC, datetime
 
         from ml_platform.data import lake
+        from ml_platform.features.definitions import DEFAULT_USE_CASE
         from ml_platform.training.datasets import TRANSACTIONS_TABLE
 
         kind, name = self.store.kind, self.model_name
@@ -180,7 +182,13 @@ class UseCaseService:
             return OnlineStoreDescription(
                 kind=kind, watermark=None, entities={}, error=f"{type(exc).__name__}: {exc}"
             )
-        days = lake.list_partitions(self.settings.lake_dir, TRANSACTIONS_TABLE)
+        # the lake's newest day is known for the default use case (its table's name);
+        # another's store is only checked for emptiness
+        days = (
+            lake.list_partitions(self.settings.lake_dir, TRANSACTIONS_TABLE)
+            if self.use_case.name == DEFAULT_USE_CASE
+            else []
+        )
         newest = days[-1] if days else None
         hint = "materialize online_feature_store (make demo, or the daily pipeline)"
         if watermark is None:
@@ -215,13 +223,8 @@ class UseCaseService:
         """The request as a plain dict, with its derived event id when the schema derives one
         (the same hash the lake's rows get, so the log joins their labels)."""
         record = request.as_record()
-        if self.derive_from:
-            import pandas as pd
-
-            from ml_platform.data.validation import derive_event_ids
-
-            frame = pd.DataFrame([{c: record[c] for c in self.derive_from}])
-            record[self.event_id] = derive_event_ids(frame, self.use_case).iloc[0].item()
+        if self._derive_event_id is not None:
+            record[self.event_id] = self._derive_event_id(record)
         return record
 
     def _parse(self, record: dict[str, Any]) -> EventRecord:

@@ -25,13 +25,15 @@ import warnings
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata as importlib_metadata
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from ml_platform.data.contract import TX_FRAUD
 from ml_platform.settings import PROJECT_DIR, get_settings
+
+if TYPE_CHECKING:
+    from ml_platform.use_cases.loader import UseCase
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -183,7 +185,7 @@ def log_training_run(
     windows,  # datasets.Windows
     *,
     model_name: str,
-    use_case: str,
+    use_case: UseCase | str,
     feature_version: str,
     as_of: str | None = None,
     register: bool = True,
@@ -191,19 +193,22 @@ def log_training_run(
 ) -> ModelInfo:
     """Log a training run with full lineage; register the chosen model as challenger of
     ``model_name``, the model of use case ``use_case`` (tagged on the run and the version)."""
+    from ml_platform.features.online import resolve_use_case
     from ml_platform.training.datasets import dataset_digest
 
     mlflow = _mlflow()
     s = get_settings()
+    uc = resolve_use_case(use_case)
+    label = uc.spec.label.column
     chosen = candidates.chosen
     cols = chosen.feature_columns
-    train_digest = dataset_digest(train[[*cols, TX_FRAUD]])
-    valid_digest = dataset_digest(valid[[*cols, TX_FRAUD]])
+    train_digest = dataset_digest(train[[*cols, label]])
+    valid_digest = dataset_digest(valid[[*cols, label]])
     window = windows.as_dict()
     commit = git_commit()
     versions = package_versions()
     tags = {
-        "use_case": use_case,
+        "use_case": uc.name,
         "git_commit": commit,
         "feature_version": feature_version,
         "model_kind": chosen.kind,
@@ -242,9 +247,9 @@ def log_training_run(
             ("validation", valid, valid_digest, (windows.valid_start, windows.valid_end)),
         ):
             ds = mlflow.data.from_pandas(
-                frame[[*cols, TX_FRAUD]],
+                frame[[*cols, label]],
                 source=str(s.lake_dir / "transaction_features"),
-                targets=TX_FRAUD,
+                targets=label,
                 name=f"{context}_set_{start}_{end}",
                 digest=digest,
             )
@@ -268,7 +273,7 @@ def log_training_run(
     mv = mlflow.register_model(model_uri, model_name)
     mv_version = str(mv.version)
     version_tags = {
-        "use_case": use_case,
+        "use_case": uc.name,
         "model_kind": chosen.kind,
         "threshold": repr(float(candidates.threshold)),
         "feature_version": feature_version,
@@ -277,9 +282,7 @@ def log_training_run(
         "dataset_digest": train_digest,
         "train_window": tags["train_window"],
         "valid_window": tags["valid_window"],
-        "valid_average_precision": f"{candidates.chosen_metrics['average_precision']:.6f}",
-        "valid_roc_auc": f"{candidates.chosen_metrics['roc_auc']:.6f}",
-        "baseline_average_precision": f"{candidates.baseline_metrics['average_precision']:.6f}",
+        **_metric_tags(uc, candidates),
     }
     client = _client()
     for k, v in version_tags.items():
@@ -292,6 +295,18 @@ def log_training_run(
         why=f"trained; {candidates.reason}",
     )
     return get_model_info(mv_version, model_name=model_name)
+
+
+def _metric_tags(use_case, candidates) -> dict[str, str]:
+    """The version's validation tags: the primary and the gate metric of the chosen model,
+    the primary of the baseline (fraud: ``valid_average_precision``, ``valid_roc_auc``,
+    ``baseline_average_precision``)."""
+    task = use_case.spec.task
+    primary = task.primary_metric.name
+    names = dict.fromkeys(n for n in (primary, task.gate_metric) if n)
+    tags = {f"valid_{n}": f"{candidates.chosen_metrics[n]:.6f}" for n in names}
+    tags[f"baseline_{primary}"] = f"{candidates.baseline_metrics[primary]:.6f}"
+    return tags
 
 
 def _log_model(mlflow, chosen, valid: pd.DataFrame) -> str:

@@ -237,17 +237,24 @@ def _ready(port: int) -> bool:
         conn.close()
 
 
-def _workers_initialized(log_path: Path) -> int:
+def _workers_initialized(log_path: Path, ready: re.Pattern[str] = WORKER_READY) -> int:
     """How many API worker processes have finished ``__init__`` (from BentoML's log)."""
     text = log_path.read_text(errors="replace") if log_path.exists() else ""
-    return len(set(WORKER_READY.findall(text)))
+    return len(set(ready.findall(text)))
 
 
 @contextlib.contextmanager
 def bentoml_serve(
-    env: dict[str, str], log_path: Path, ready_timeout: float = 120
+    env: dict[str, str],
+    log_path: Path,
+    ready_timeout: float = 120,
+    *,
+    service: str = SERVICE,
+    working_dir: Path | None = None,
+    worker_ready: re.Pattern[str] = WORKER_READY,
 ) -> Iterator[subprocess.Popen]:
-    """The real ``bentoml serve`` of the fraud API, ready when yielded, stopped on exit.
+    """The real ``bentoml serve`` of an API (default: fraud's), ready when yielded, stopped
+    on exit. ``working_dir``: a team's folder holding the ``service`` module.
 
     Ready means ``/readyz`` answers and every worker (``ML_PLATFORM_SERVING_WORKERS``)
     has initialised: one ready worker already answers ``/readyz`` for all.
@@ -258,8 +265,9 @@ def bentoml_serve(
     port = int(env["ML_PLATFORM_SERVING_PORT"])
     workers = int(env.get("ML_PLATFORM_SERVING_WORKERS", "1"))
     with open(log_path, "w") as log:
+        where = ["--working-dir", str(working_dir)] if working_dir else []
         proc = subprocess.Popen(
-            [str(bentoml), "serve", SERVICE],
+            [str(bentoml), "serve", service, *where],
             cwd=PROJECT_DIR,
             env=env,
             stdout=log,
@@ -268,7 +276,7 @@ def bentoml_serve(
         )
     try:
         deadline = time.monotonic() + ready_timeout
-        while not (_ready(port) and _workers_initialized(log_path) >= workers):
+        while not (_ready(port) and _workers_initialized(log_path, worker_ready) >= workers):
             if proc.poll() is not None:
                 pytest.fail(f"bentoml serve exited {proc.returncode}:\n{log_tail(log_path)}")
             if time.monotonic() > deadline:
