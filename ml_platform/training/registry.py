@@ -25,13 +25,15 @@ import warnings
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata as importlib_metadata
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from ml_platform.data.contract import TX_FRAUD
 from ml_platform.settings import PROJECT_DIR, get_settings
+
+if TYPE_CHECKING:
+    from ml_platform.use_cases.loader import UseCase
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -183,22 +185,32 @@ def log_training_run(
     windows,  # datasets.Windows
     *,
     model_name: str,
-    use_case: str,
+    use_case: str | UseCase,
     feature_version: str,
     as_of: str | None = None,
     register: bool = True,
     extra_tags: dict[str, str] | None = None,
+    features_table: str = "transaction_features",
 ) -> ModelInfo:
     """Log a training run with full lineage; register the chosen model as challenger of
-    ``model_name``, the model of use case ``use_case`` (tagged on the run and the version)."""
-    from ml_platform.training.datasets import dataset_digest
+    ``model_name``, the model of use case ``use_case`` (tagged on the run and the version).
 
+    The label and the metrics tagged on the version (``valid_<primary>``,
+    ``valid_<gate metric>``, ``baseline_<primary>``) are the use case's; the datasets'
+    source is its lake table ``features_table``."""
+    from ml_platform.training.datasets import dataset_digest
+    from ml_platform.training.metrics import task_metrics
+
+    uc = use_case_of(use_case)
+    use_case = uc.name
+    task = task_metrics(uc)
+    label = task.roles.label
     mlflow = _mlflow()
     s = get_settings()
     chosen = candidates.chosen
     cols = chosen.feature_columns
-    train_digest = dataset_digest(train[[*cols, TX_FRAUD]])
-    valid_digest = dataset_digest(valid[[*cols, TX_FRAUD]])
+    train_digest = dataset_digest(train[[*cols, label]])
+    valid_digest = dataset_digest(valid[[*cols, label]])
     window = windows.as_dict()
     commit = git_commit()
     versions = package_versions()
@@ -242,9 +254,9 @@ def log_training_run(
             ("validation", valid, valid_digest, (windows.valid_start, windows.valid_end)),
         ):
             ds = mlflow.data.from_pandas(
-                frame[[*cols, TX_FRAUD]],
-                source=str(s.lake_dir / "transaction_features"),
-                targets=TX_FRAUD,
+                frame[[*cols, label]],
+                source=str(s.lake_dir / features_table),
+                targets=label,
                 name=f"{context}_set_{start}_{end}",
                 digest=digest,
             )
@@ -277,10 +289,12 @@ def log_training_run(
         "dataset_digest": train_digest,
         "train_window": tags["train_window"],
         "valid_window": tags["valid_window"],
-        "valid_average_precision": f"{candidates.chosen_metrics['average_precision']:.6f}",
-        "valid_roc_auc": f"{candidates.chosen_metrics['roc_auc']:.6f}",
-        "baseline_average_precision": f"{candidates.baseline_metrics['average_precision']:.6f}",
     }
+    pm, gm = task.primary.name, task.gate.name if task.gate else None
+    version_tags[f"valid_{pm}"] = f"{candidates.chosen_metrics[pm]:.6f}"
+    if gm is not None:
+        version_tags[f"valid_{gm}"] = f"{candidates.chosen_metrics[gm]:.6f}"
+    version_tags[f"baseline_{pm}"] = f"{candidates.baseline_metrics[pm]:.6f}"
     client = _client()
     for k, v in version_tags.items():
         client.set_model_version_tag(model_name, mv_version, k, v)
@@ -292,6 +306,21 @@ def log_training_run(
         why=f"trained; {candidates.reason}",
     )
     return get_model_info(mv_version, model_name=model_name)
+
+
+def use_case_of(use_case: str | UseCase) -> UseCase:
+    """A use case by name (the flagship's folder for its name), or the one given."""
+    if not isinstance(use_case, str):
+        return use_case
+    from ml_platform.data.validation import default_use_case
+    from ml_platform.features.definitions import DEFAULT_USE_CASE
+
+    if use_case == DEFAULT_USE_CASE:
+        return default_use_case()
+    from ml_platform.use_cases import get_use_case
+    from ml_platform.use_cases.loader import use_case_roots
+
+    return get_use_case(use_case, use_case_roots(get_settings().use_case_dirs))
 
 
 def _log_model(mlflow, chosen, valid: pd.DataFrame) -> str:
