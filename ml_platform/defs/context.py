@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 
 #: Definition metadata key naming the lake table an asset is stored in (LakeIOManager).
 LAKE_TABLE_KEY = "ml_platform/lake_table"
+#: Definition metadata key naming the declared side table an asset holds.
+SIDE_TABLE_KEY = "ml_platform/side_table"
 #: Definition metadata and run tag key naming the use case.
 USE_CASE_KEY = "ml_platform/use_case"
 

@@ -99,3 +99,13 @@ def lake_table(base: str, use_case: str | None = None) -> str:
 def quarantined(table: str) -> str:
     """Base name of the quarantine asset of side table ``table``."""
     return f"{QUARANTINED_PREFIX}{table}"
+
+
+def validate_side(table: str) -> str:
+    """Base name of the op validating side table ``table``."""
+    return f"{VALIDATE_PREFIX}{table}"
+
+
+def side_quarantine_check(table: str) -> str:
+    """Base name of the quarantine check of side table ``table``."""
+    return f"{table}_{QUARANTINE_CHECK}"

@@ -20,7 +20,7 @@ import pandas as pd
 from ml_platform.data import lake, validation
 from ml_platform.data.sources import read_events_day, read_raw_day, read_side_day
 from ml_platform.defs import names
-from ml_platform.defs.context import StageContext
+from ml_platform.defs.context import SIDE_TABLE_KEY, StageContext
 
 OWNERS = ["team:data-platform"]
 
@@ -214,12 +214,12 @@ def _side_table_asset(ctx: StageContext, table: str, group: str) -> dg.AssetsDef
     uc = ctx.use_case
     valid_key = ctx.key(table)
     quarantine_base = names.quarantined(table)
-    check_name = ctx.name(f"{table}_{names.QUARANTINE_CHECK}")
+    check_name = ctx.name(names.side_quarantine_check(table))
     spec = uc.spec.event_schema.side_tables[table]
     max_share = ctx.run.quarantine_max_share
 
     @dg.multi_asset(
-        name=ctx.name(f"{names.VALIDATE_PREFIX}{table}"),
+        name=ctx.name(names.validate_side(table)),
         group_name=group,
         partitions_def=ctx.partitions,
         backfill_policy=dg.BackfillPolicy.single_run(),
@@ -228,7 +228,7 @@ def _side_table_asset(ctx: StageContext, table: str, group: str) -> dg.AssetsDef
                 key=valid_key,
                 owners=OWNERS,
                 kinds={"pandera", "parquet"},
-                metadata={**ctx.metadata(table), "ml_platform/side_table": table},
+                metadata={**ctx.metadata(table), SIDE_TABLE_KEY: table},
                 description=(
                     f"Side table {table} of the use case, one partition per day of its "
                     f"`{spec.time}`: the rows that pass its declaration (keys "
