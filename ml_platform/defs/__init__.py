@@ -10,8 +10,9 @@ loads the code location).
 
 from __future__ import annotations
 
+import logging
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import dagster as dg
@@ -19,20 +20,27 @@ import dagster as dg
 from ml_platform.defs import names
 
 if TYPE_CHECKING:
+    from ml_platform.defs.context import StageContext
     from ml_platform.settings import Settings
+    from ml_platform.use_cases.spec import ResolvedSettings
+
+log = logging.getLogger(__name__)
 
 # Single-run backfill policies and look-back partition mappings are marked beta in Dagster
 # 1.13; we depend on them deliberately, so their warnings are noise for our users.
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
-#: Use cases whose pipeline the Dagster code location serves. Fraud only for now: another
-#: use case joins this tuple once its engines run end to end (each gets its own prefixed
-#: assets, jobs, sensors and registered model, so they never collide).
-DAGSTER_USE_CASES: tuple[str, ...] = ("fraud",)
+#: Use cases whose pipeline the Dagster code location serves (each gets its own prefixed
+#: assets, lake tables, jobs, sensors and registered model, so they never collide).
+DAGSTER_USE_CASES: tuple[str, ...] = ("fraud", "flights")
 
 #: Stage modules (``ml_platform.defs.<stage>``) in pipeline order; each has
-#: ``build(ctx) -> dg.Definitions`` (one use case), and may have
-#: ``shared_resources(settings) -> dict`` (resources every use case's assets share, added once).
+#: ``build(ctx) -> dg.Definitions`` (one use case), may have
+#: ``shared_resources(settings) -> dict`` (resources every use case's assets share, added once)
+#: and ``unsupported(ctx) -> str | None``: why the stage cannot run for that use case yet (it
+#: is then left out of its definitions, and the reason logged), None when it can.
+#: Today the warehouse (dbt models over the flagship's lake tables), monitoring and
+#: automation (its sensors read monitoring) are the flagship's only.
 STAGES = (
     names.INGESTION,
     names.WAREHOUSE,
@@ -61,15 +69,28 @@ def load_settings() -> Settings:
         raise ValueError("settings: " + "; ".join(problems)) from None
 
 
+def unsupported_reason(stage: str, ctx: StageContext) -> str | None:
+    """Why ``stage`` is left out of ``ctx.use_case``'s definitions, or None if it is built."""
+    import importlib
+
+    module = importlib.import_module(f"ml_platform.defs.{stage}")
+    check = getattr(module, "unsupported", None)
+    return check(ctx) if check is not None else None
+
+
 def build_definitions(
     use_cases: Sequence[str] = DAGSTER_USE_CASES,
     *,
     settings: Settings | None = None,
     stages: Sequence[str] = STAGES,
+    use_case_settings: Mapping[str, ResolvedSettings] | None = None,
 ) -> dg.Definitions:
     """Every stage (or the ``stages`` given) of every use case named, with ``settings``
     (default: read now from the environment), the lake IO manager and the in-process
-    executor. The backtest and tests build definitions for chosen dates this way."""
+    executor. ``use_case_settings`` (name -> resolved settings) replace a non-flagship use
+    case's ``<PREFIX>*`` variables. A stage a use case does not support yet is left out of
+    its definitions, with the reason logged. The backtest and tests build definitions for
+    chosen dates this way."""
     import importlib
 
     from ml_platform.defs.context import StageContext
@@ -84,11 +105,19 @@ def build_definitions(
         raise ValueError(
             f"use cases: {', '.join(unknown)} not found (known: {', '.join(sorted(known))})"
         )
-    modules = [importlib.import_module(f"ml_platform.defs.{stage}") for stage in stages]
-    contexts = [StageContext(known[name], settings) for name in use_cases]
-    parts = [module.build(ctx) for ctx in contexts for module in modules]
+    modules = {stage: importlib.import_module(f"ml_platform.defs.{stage}") for stage in stages}
+    own = use_case_settings or {}
+    contexts = [StageContext(known[name], settings, own.get(name)) for name in use_cases]
+    parts = []
+    for ctx in contexts:
+        for stage, module in modules.items():
+            reason = unsupported_reason(stage, ctx)
+            if reason is None:
+                parts.append(module.build(ctx))
+            else:
+                log.info("stage %s left out of use case %s: %s", stage, ctx.use_case.name, reason)
     resources = build_resources(settings)
-    for module in modules:
+    for module in modules.values():
         if hasattr(module, "shared_resources"):
             resources |= module.shared_resources(settings)
     return dg.Definitions.merge(

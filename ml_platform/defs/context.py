@@ -8,7 +8,9 @@ made by :func:`ml_platform.defs.build_definitions`, when definitions are loaded.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from datetime import date
 from functools import cached_property
 from typing import TYPE_CHECKING
 
@@ -19,19 +21,55 @@ from ml_platform.defs import names
 if TYPE_CHECKING:
     from ml_platform.settings import Settings
     from ml_platform.use_cases import UseCase
+    from ml_platform.use_cases.spec import ResolvedSettings
 
 #: Definition metadata key naming the lake table an asset is stored in (LakeIOManager).
 LAKE_TABLE_KEY = "ml_platform/lake_table"
+#: Definition metadata key naming the declared side table an asset holds.
+SIDE_TABLE_KEY = "ml_platform/side_table"
 #: Definition metadata and run tag key naming the use case.
 USE_CASE_KEY = "ml_platform/use_case"
 
 
 @dataclass(frozen=True)
+class RunSettings:
+    """The values a use case's stages run with, whichever variables they come from.
+
+    The flagship reads the platform's ``ML_PLATFORM_*`` settings, as it always has; any
+    other use case its own (``<PREFIX>START_DATE`` ... over its folder's values,
+    :func:`ml_platform.use_cases.resolve_settings`).
+    """
+
+    start_date: date
+    end_date: date
+    train_days: int
+    valid_days: int
+    quarantine_max_share: float
+    #: days until every label of a day is known (training windows, the gate's window):
+    #: the fixed delay, or a per-row label's ``known_within`` rounded up to whole days
+    label_delay_days: int
+    baseline_margin: float
+    promotion_margin: float
+    gate_min: float | None
+
+
+@dataclass(frozen=True)
 class StageContext:
-    """One use case and its settings, with the names and partitions its definitions use."""
+    """One use case and its settings, with the names and partitions its definitions use.
+
+    ``use_case_settings``: a non-flagship use case's resolved settings (default: resolved
+    from the environment when first needed); the flagship ignores them.
+    """
 
     use_case: UseCase
     settings: Settings
+    use_case_settings: ResolvedSettings | None = None
+
+    @property
+    def is_flagship(self) -> bool:
+        from ml_platform.features.definitions import DEFAULT_USE_CASE
+
+        return self.use_case.name == DEFAULT_USE_CASE
 
     def name(self, base: str) -> str:
         """``base`` prefixed with the use case's name (assets, checks, groups, jobs, ...)."""
@@ -40,25 +78,79 @@ class StageContext:
     def key(self, base: str) -> dg.AssetKey:
         return dg.AssetKey(self.name(base))
 
+    def table(self, base: str) -> str:
+        """The lake table of asset ``base`` (:func:`ml_platform.defs.names.lake_table`)."""
+        return names.lake_table(base, self.use_case.name)
+
     @property
     def model_name(self) -> str:
         """The use case's registered model (MLflow)."""
         return self.use_case.model_name
 
     @cached_property
+    def resolved(self) -> ResolvedSettings:
+        """The use case's own settings (folder values, ``<PREFIX>*`` overrides)."""
+        from ml_platform.use_cases import resolve_settings
+
+        return self.use_case_settings or resolve_settings(self.use_case)
+
+    @cached_property
+    def run(self) -> RunSettings:
+        """Dates, windows and margins of this use case's stages."""
+        s = self.settings
+        if self.is_flagship:
+            return RunSettings(
+                s.start_date,
+                s.end_date,
+                s.train_days,
+                s.valid_days,
+                s.quarantine_max_share,
+                s.label_delay_days,
+                s.baseline_margin_ap,
+                s.promotion_margin_ap,
+                s.gate_min_auc,
+            )
+        r, label = self.resolved, self.use_case.spec.label
+        if label.known_within is not None:
+            from ml_platform.use_cases.spec import duration_seconds
+
+            delay = max(1, math.ceil(duration_seconds(label.known_within) / 86_400))
+        else:
+            delay = int(r.label_delay_days or label.delay_days or s.label_delay_days)
+        return RunSettings(
+            r.start_date,
+            r.end_date,
+            r.train_days,
+            r.valid_days,
+            r.quarantine_max_share,
+            delay,
+            r.baseline_margin,
+            r.promotion_margin,
+            r.gate_min,
+        )
+
+    @cached_property
     def partitions(self) -> dg.DailyPartitionsDefinition:
-        """Daily partitions over the settings' date range (built once per context)."""
+        """Daily partitions over the use case's date range (built once per context)."""
         from ml_platform.defs.partitions import build_daily_partitions
 
-        return build_daily_partitions(self.settings)
+        return build_daily_partitions(self.run)
 
     def metadata(self, base: str) -> dict[str, str]:
         """Definition metadata of asset ``base``: its use case and its lake table."""
-        return {USE_CASE_KEY: self.use_case.name, LAKE_TABLE_KEY: names.lake_table(base)}
+        return {USE_CASE_KEY: self.use_case.name, LAKE_TABLE_KEY: self.table(base)}
 
     def tags(self) -> dict[str, str]:
         """Tags of jobs and run requests: the use case they belong to."""
         return {USE_CASE_KEY: self.use_case.name}
+
+
+def flagship_only(ctx: StageContext, reads: str) -> str | None:
+    """The reason a stage that reads the flagship's own tables or columns (``reads``) is
+    left out of ``ctx.use_case``'s definitions, or None for the flagship."""
+    if ctx.is_flagship:
+        return None
+    return f"reads {reads}, the flagship's; not built for use case {ctx.use_case.name!r} yet"
 
 
 def fraud_context(settings: Settings | None = None) -> StageContext:

@@ -40,6 +40,8 @@ DBT_PERFORMANCE_MART = "mart_model_performance_daily"
 
 # --- ops of multi-assets -----------------------------------------------------------------
 VALIDATE_EVENTS = "validate_events"
+#: ``<name>_validate_<table>``: the op validating a declared side table
+VALIDATE_PREFIX = "validate_"
 WAREHOUSE_DBT = "warehouse_dbt"
 
 #: Concurrency pool of everything that writes or reads the DuckDB warehouse: one file for
@@ -65,17 +67,45 @@ DAILY_PIPELINE_SCHEDULE = "daily_pipeline_schedule"
 RETRAINING_SENSOR = "retraining_sensor"
 NEW_DATA_SENSOR = "new_data_sensor"
 
-#: Lake table (folder under ``<data_dir>/lake``) of each asset stored there; the lake and
-#: the core modules that read it (training datasets, monitoring, edge, dbt sources) keep
-#: today's table names, unprefixed. An asset not listed is stored under its base name.
-LAKE_TABLES = {
+#: The flagship's lake tables (folders under ``<data_dir>/lake``): the documented exception
+#: to ``<use case>_<base>``. The flagship's lake predates use cases and its readers outside
+#: the Dagster layer (the real-time service, the edge export, monitoring, the dbt sources,
+#: benchmarks) name these folders; the flagship's other assets are stored under their base
+#: name. Every other use case's table is ``<name>_<base>`` (:func:`lake_table`).
+FLAGSHIP_LAKE_TABLES = {
     RAW_EVENTS: "raw_transactions",
     VALIDATED_EVENTS: "validated_transactions",
     QUARANTINED_EVENTS: "quarantined_transactions",
     EVENT_FEATURES: "transaction_features",
 }
+#: Prefix of a side table's quarantine asset (``<name>_quarantined_<table>``).
+QUARANTINED_PREFIX = "quarantined_"
 
 
-def lake_table(base: str) -> str:
-    """The lake table an asset of base name ``base`` is stored in."""
-    return LAKE_TABLES.get(base, base)
+def lake_table(base: str, use_case: str | None = None) -> str:
+    """The lake table of asset ``base`` of ``use_case`` (default: the flagship).
+
+    The flagship keeps its historical names (:data:`FLAGSHIP_LAKE_TABLES`, else the base
+    name); any other use case's table is ``<use case>_<base>``, so two use cases never
+    share a folder.
+    """
+    from ml_platform.features.definitions import DEFAULT_USE_CASE
+
+    if use_case is None or use_case == DEFAULT_USE_CASE:
+        return FLAGSHIP_LAKE_TABLES.get(base, base)
+    return f"{use_case}_{base}"
+
+
+def quarantined(table: str) -> str:
+    """Base name of the quarantine asset of side table ``table``."""
+    return f"{QUARANTINED_PREFIX}{table}"
+
+
+def validate_side(table: str) -> str:
+    """Base name of the op validating side table ``table``."""
+    return f"{VALIDATE_PREFIX}{table}"
+
+
+def side_quarantine_check(table: str) -> str:
+    """Base name of the quarantine check of side table ``table``."""
+    return f"{table}_{QUARANTINE_CHECK}"

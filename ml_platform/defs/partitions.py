@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
+from typing import Protocol
 
 import dagster as dg
 
-from ml_platform.settings import Settings
+
+class DateRange(Protocol):
+    start_date: date
+    end_date: date
 
 
-def build_daily_partitions(settings: Settings) -> dg.DailyPartitionsDefinition:
-    """One partition per day of ``settings.start_date..end_date`` (inclusive)."""
+def build_daily_partitions(settings: DateRange) -> dg.DailyPartitionsDefinition:
+    """One partition per day of ``settings.start_date..end_date`` (inclusive): the platform
+    settings or a use case's (:class:`ml_platform.defs.context.RunSettings`)."""
     return dg.DailyPartitionsDefinition(
         start_date=settings.start_date.isoformat(),
         end_date=(settings.end_date + timedelta(days=1)).isoformat(),  # exclusive

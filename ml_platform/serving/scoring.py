@@ -32,7 +32,8 @@ log = logging.getLogger(__name__)
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 
-#: Columns of the ``batch_predictions`` table, in order.
+#: Columns of the flagship's ``batch_predictions`` table, in order (any use case's:
+#: :func:`prediction_columns`).
 PREDICTION_COLUMNS: tuple[str, ...] = (
     TRANSACTION_ID,
     TX_DATETIME,
@@ -302,26 +303,71 @@ def _with_alias(model: ScoringModel, alias: str) -> ScoringModel:
 # --- batch scoring -----------------------------------------------------------------------
 
 
+def _use_case(use_case: UseCase | str) -> UseCase:
+    if not isinstance(use_case, str):
+        return use_case
+    from ml_platform.data.validation import default_use_case
+
+    if use_case == DEFAULT_USE_CASE:
+        return default_use_case()
+    from ml_platform.use_cases import get_use_case
+
+    return get_use_case(use_case)
+
+
+def decision_column(use_case: UseCase | str = DEFAULT_USE_CASE) -> str:
+    """The yes/no column of a use case's predictions, named like its API answer's (a binary
+    alert ``is_<use case>``; a regression's declared flag)."""
+    from ml_platform.serving.schemas import answer_fields
+
+    return answer_fields(_use_case(use_case))[1]
+
+
+def prediction_columns(use_case: UseCase | str = DEFAULT_USE_CASE) -> tuple[str, ...]:
+    """Columns of a use case's ``batch_predictions``, in order: its event id, event time and
+    entity keys, ``score`` (a probability, or the predicted value), the decision, the
+    threshold (or the flag's bound) and the model's name, version and feature version."""
+    from ml_platform.features.definitions import feature_set
+
+    fs = feature_set(use_case)
+    keys = (fs.event_id, fs.event_time, *fs.entity_columns)
+    decision = decision_column(use_case)
+    return (*keys, "score", decision, "threshold", "model_name", "model_version", "feature_version")
+
+
+_KEY_DTYPES = {"int": "int64", "string": "string"}
+
+
 def score_features(
-    features: pd.DataFrame, model: ScoringModel, feature_columns: Sequence[str] | None = None
+    features: pd.DataFrame,
+    model: ScoringModel,
+    feature_columns: Sequence[str] | None = None,
+    *,
+    use_case: UseCase | str = DEFAULT_USE_CASE,
 ) -> pd.DataFrame:
-    """Score a feature table (transaction_id + FEATURE_COLUMNS [+ entity columns])."""
+    """Score a feature table (the event id + the feature columns [+ time, entity keys]) of
+    ``use_case``: :func:`prediction_columns`, a missing time or key as NaT / -1 / NA."""
+    from ml_platform.features.definitions import feature_set
+
+    fs = feature_set(use_case)
     if feature_columns is None:
-        from ml_platform.features import FEATURE_COLUMNS as feature_columns
-    missing = [c for c in (TRANSACTION_ID, *feature_columns) if c not in features.columns]
+        feature_columns = fs.columns
+    missing = [c for c in (fs.event_id, *feature_columns) if c not in features.columns]
     if missing:
         raise ValueError(f"features: missing column(s) {missing}")
     x = features[list(feature_columns)].to_numpy(dtype=np.float64)
     scores = model.score(x) if len(x) else np.empty(0)
     n = len(features)
+    columns = prediction_columns(use_case)
+    keys = {fs.event_id: _col(features, fs.event_id, n, _KEY_DTYPES[fs.event_id_type])}
+    keys[fs.event_time] = _col(features, fs.event_time, n, "datetime64[ns]")
+    for col, kind in fs.entities:
+        keys[col] = _col(features, col, n, _KEY_DTYPES[kind])
     out = pd.DataFrame(
         {
-            TRANSACTION_ID: features[TRANSACTION_ID].to_numpy(dtype=np.int64),
-            TX_DATETIME: _col(features, TX_DATETIME, n, "datetime64[ns]"),
-            CUSTOMER_ID: _col(features, CUSTOMER_ID, n, "int64"),
-            TERMINAL_ID: _col(features, TERMINAL_ID, n, "int64"),
+            **keys,
             "score": scores,
-            "is_fraud": model.decide(scores),
+            columns[len(keys) + 1]: model.decide(scores),
             "threshold": np.full(n, model.threshold, dtype=np.float64),
             "model_name": pd.Series([model.name] * n, dtype="string"),
             "model_version": pd.Series([model.version] * n, dtype="string"),
@@ -332,36 +378,46 @@ def score_features(
 
 
 def _col(df: pd.DataFrame, name: str, n: int, dtype: str) -> Any:
+    if dtype == "string":
+        if name in df.columns:
+            return pd.array(df[name].to_numpy(dtype=object), dtype="string")
+        return pd.array([None] * n, dtype="string")
     if name in df.columns:
         return df[name].to_numpy(dtype=dtype)
     return np.full(n, np.datetime64("NaT") if dtype.startswith("datetime") else -1, dtype=dtype)
 
 
 def score_by_day(
-    features: pd.DataFrame, model: ScoringModel, days: Iterable[date | str]
+    features: pd.DataFrame,
+    model: ScoringModel,
+    days: Iterable[date | str],
+    *,
+    use_case: UseCase | str = DEFAULT_USE_CASE,
 ) -> dict[str, pd.DataFrame]:
     """Score a feature table and split it into ``{YYYY-MM-DD: predictions}`` for ``days``.
 
     Every requested day gets a frame (possibly empty); rows outside ``days`` are dropped
-    and rows are sorted by ``tx_datetime, transaction_id`` so a re-run writes identical
-    files.
+    and rows are sorted by event time, then event id, so a re-run writes identical files.
     """
     from ml_platform.data.lake import on_days, split_by_day
+    from ml_platform.features.definitions import feature_set
 
+    fs = feature_set(use_case)
     keys = sorted({d if isinstance(d, str) else d.isoformat() for d in days})
-    if TX_DATETIME not in features.columns:
-        raise ValueError(f"features: missing column {TX_DATETIME!r} (needed to split by day)")
-    wanted = on_days(features, keys)
-    preds = score_features(features if wanted.all() else features.loc[wanted], model)
-    if not _in_event_order(preds):
-        preds = preds.sort_values([TX_DATETIME, TRANSACTION_ID], kind="stable", ignore_index=True)
-    return split_by_day(preds, keys)
+    if fs.event_time not in features.columns:
+        raise ValueError(f"features: missing column {fs.event_time!r} (needed to split by day)")
+    wanted = on_days(features, keys, column=fs.event_time)
+    chosen = features if wanted.all() else features.loc[wanted]
+    preds = score_features(chosen, model, use_case=use_case)
+    if not _in_event_order(preds, fs.event_time, fs.event_id):
+        preds = preds.sort_values([fs.event_time, fs.event_id], kind="stable", ignore_index=True)
+    return split_by_day(preds, keys, column=fs.event_time)
 
 
-def _in_event_order(df: pd.DataFrame) -> bool:
-    """Already sorted by ``tx_datetime, transaction_id`` (a lake read usually is)?"""
-    t = df[TX_DATETIME].to_numpy(dtype="datetime64[ns]").view(np.int64)
-    ids = df[TRANSACTION_ID].to_numpy()
+def _in_event_order(df: pd.DataFrame, time: str, event_id: str) -> bool:
+    """Already sorted by event time, then event id (a lake read usually is)?"""
+    t = df[time].to_numpy(dtype="datetime64[ns]").view(np.int64)
+    ids = df[event_id].to_numpy()
     return bool(np.all((t[1:] > t[:-1]) | ((t[1:] == t[:-1]) & (ids[1:] >= ids[:-1]))))
 
 

@@ -86,13 +86,24 @@ def run_gate(
     *,
     model_name: str,
     who: str = "promotion-gate",
+    use_case: UseCase | None = None,
+    margin: float | None = None,
+    bound: float | None = None,
 ) -> GateDecision:
     """Score challenger and champion of ``model_name`` (a use case's registered model) on
-    ``window`` (features + labels), decide, record, act."""
+    ``window`` (features + labels), decide, record, act.
+
+    ``use_case`` (default: the flagship) gives the metrics and their direction; ``margin``
+    and ``bound`` the promotion margin and the gate metric's bound (default: the platform's
+    ``promotion_margin_ap`` and ``gate_min_auc``, the flagship's)."""
     from ml_platform.settings import get_settings
     from ml_platform.training import registry
 
     s = get_settings()
+    margin = s.promotion_margin_ap if margin is None else margin
+    bound = s.gate_min_auc if bound is None and use_case is None else bound
+    pm = metrics.task_metrics(use_case).primary
+    short = pm.short.lower().replace(" ", "_")
     chal_v = registry.current_version(registry.CHALLENGER, model_name=model_name)
     champ_v = registry.current_version(registry.CHAMPION, model_name=model_name)
     if chal_v is None:
@@ -100,7 +111,7 @@ def run_gate(
     if chal_v == champ_v:
         return GateDecision(False, "challenger is already champion", chal_v, champ_v, window_label)
     challenger, chal_info = registry.load_native_model(chal_v, model_name=model_name)
-    chal_m = metrics.validation_metrics(window, challenger.score(window))
+    chal_m = metrics.validation_metrics(window, challenger.score(window), use_case=use_case)
     champ_m = None
     note = ""
     if champ_v is not None:
@@ -109,25 +120,16 @@ def run_gate(
         if missing:
             note = f"champion v{champ_v} needs feature {missing[0]} that no longer exists; "
         else:
-            champ_m = metrics.validation_metrics(window, champion.score(window))
-    baseline_ap = _float(chal_info.tags.get("baseline_average_precision"))
+            champ_m = metrics.validation_metrics(window, champion.score(window), use_case=use_case)
+    baseline = _float(chal_info.tags.get(f"baseline_{pm.name}"))
+    rule = {"margin_ap": margin, "min_auc": bound, "use_case": use_case}
     if champ_v is None:
-        promote, reason = decide(
-            chal_m,
-            None,
-            margin_ap=s.promotion_margin_ap,
-            min_auc=s.gate_min_auc,
-            baseline_ap=baseline_ap,
-        )
+        promote, reason = decide(chal_m, None, baseline_ap=baseline, **rule)
     elif champ_m is None:
-        promote, reason = decide(
-            chal_m, None, margin_ap=s.promotion_margin_ap, min_auc=s.gate_min_auc
-        )
+        promote, reason = decide(chal_m, None, **rule)
         reason = note + reason
     else:
-        promote, reason = decide(
-            chal_m, champ_m, margin_ap=s.promotion_margin_ap, min_auc=s.gate_min_auc
-        )
+        promote, reason = decide(chal_m, champ_m, **rule)
     decision = GateDecision(promote, reason, chal_v, champ_v, window_label, chal_m, champ_m)
     registry.tag_version(
         chal_v,
@@ -135,8 +137,8 @@ def run_gate(
             "gate.decision": "promoted" if promote else "rejected",
             "gate.reason": reason,
             "gate.window": window_label,
-            "gate.challenger_ap": f"{chal_m['average_precision']:.6f}",
-            "gate.champion_ap": f"{champ_m['average_precision']:.6f}" if champ_m else "",
+            f"gate.challenger_{short}": f"{chal_m[pm.name]:.6f}",
+            f"gate.champion_{short}": f"{champ_m[pm.name]:.6f}" if champ_m else "",
             "gate.champion_version": champ_v or "",
         },
         model_name=model_name,

@@ -185,21 +185,28 @@ def log_training_run(
     windows,  # datasets.Windows
     *,
     model_name: str,
-    use_case: UseCase | str,
+    use_case: str | UseCase,
     feature_version: str,
     as_of: str | None = None,
     register: bool = True,
     extra_tags: dict[str, str] | None = None,
+    features_table: str = "transaction_features",
 ) -> ModelInfo:
     """Log a training run with full lineage; register the chosen model as challenger of
-    ``model_name``, the model of use case ``use_case`` (tagged on the run and the version)."""
-    from ml_platform.features.online import resolve_use_case
-    from ml_platform.training.datasets import dataset_digest
+    ``model_name``, the model of use case ``use_case`` (tagged on the run and the version).
 
+    The label and the metrics tagged on the version (``valid_<primary>``,
+    ``valid_<gate metric>``, ``baseline_<primary>``) are the use case's; the datasets'
+    source is its lake table ``features_table``."""
+    from ml_platform.training.datasets import dataset_digest
+    from ml_platform.training.metrics import task_metrics
+
+    uc = use_case_of(use_case)
+    use_case = uc.name
+    task = task_metrics(uc)
+    label = task.roles.label
     mlflow = _mlflow()
     s = get_settings()
-    uc = resolve_use_case(use_case)
-    label = uc.spec.label.column
     chosen = candidates.chosen
     cols = chosen.feature_columns
     train_digest = dataset_digest(train[[*cols, label]])
@@ -208,7 +215,7 @@ def log_training_run(
     commit = git_commit()
     versions = package_versions()
     tags = {
-        "use_case": uc.name,
+        "use_case": use_case,
         "git_commit": commit,
         "feature_version": feature_version,
         "model_kind": chosen.kind,
@@ -248,7 +255,7 @@ def log_training_run(
         ):
             ds = mlflow.data.from_pandas(
                 frame[[*cols, label]],
-                source=str(s.lake_dir / "transaction_features"),
+                source=str(s.lake_dir / features_table),
                 targets=label,
                 name=f"{context}_set_{start}_{end}",
                 digest=digest,
@@ -273,7 +280,7 @@ def log_training_run(
     mv = mlflow.register_model(model_uri, model_name)
     mv_version = str(mv.version)
     version_tags = {
-        "use_case": uc.name,
+        "use_case": use_case,
         "model_kind": chosen.kind,
         "threshold": repr(float(candidates.threshold)),
         "feature_version": feature_version,
@@ -282,8 +289,12 @@ def log_training_run(
         "dataset_digest": train_digest,
         "train_window": tags["train_window"],
         "valid_window": tags["valid_window"],
-        **_metric_tags(uc, candidates),
     }
+    pm, gm = task.primary.name, task.gate.name if task.gate else None
+    version_tags[f"valid_{pm}"] = f"{candidates.chosen_metrics[pm]:.6f}"
+    if gm is not None:
+        version_tags[f"valid_{gm}"] = f"{candidates.chosen_metrics[gm]:.6f}"
+    version_tags[f"baseline_{pm}"] = f"{candidates.baseline_metrics[pm]:.6f}"
     client = _client()
     for k, v in version_tags.items():
         client.set_model_version_tag(model_name, mv_version, k, v)
@@ -297,16 +308,11 @@ def log_training_run(
     return get_model_info(mv_version, model_name=model_name)
 
 
-def _metric_tags(use_case, candidates) -> dict[str, str]:
-    """The version's validation tags: the primary and the gate metric of the chosen model,
-    the primary of the baseline (fraud: ``valid_average_precision``, ``valid_roc_auc``,
-    ``baseline_average_precision``)."""
-    task = use_case.spec.task
-    primary = task.primary_metric.name
-    names = dict.fromkeys(n for n in (primary, task.gate_metric) if n)
-    tags = {f"valid_{n}": f"{candidates.chosen_metrics[n]:.6f}" for n in names}
-    tags[f"baseline_{primary}"] = f"{candidates.baseline_metrics[primary]:.6f}"
-    return tags
+def use_case_of(use_case: str | UseCase) -> UseCase:
+    """A use case by name (the flagship's folder for its name), or the one given."""
+    from ml_platform.features.online import resolve_use_case
+
+    return resolve_use_case(use_case)
 
 
 def _log_model(mlflow, chosen, valid: pd.DataFrame) -> str:

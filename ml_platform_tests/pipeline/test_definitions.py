@@ -1,7 +1,8 @@
 """The code location: loaded lazily, and every name it defines carries the use case's name.
 
-A snapshot of the fraud definitions (asset keys, checks, groups, jobs, sensors, schedules):
-a rename or a new definition must show up here, deliberately.
+A snapshot of the fraud definitions (asset keys, checks, groups, jobs, sensors, schedules)
+and of the flights ones (``test_flights_pipeline.py``): a rename or a new definition must
+show up here, deliberately.
 """
 
 from __future__ import annotations
@@ -71,7 +72,24 @@ FRAUD_CHECKS = {
 def defs() -> dg.Definitions:
     from ml_platform.defs import build_definitions
 
-    return build_definitions()
+    return build_definitions(["fraud"])
+
+
+def test_the_code_location_serves_fraud_and_flights() -> None:
+    """Every use case of DAGSTER_USE_CASES, side by side, each with exactly its own names."""
+    from ml_platform.defs import DAGSTER_USE_CASES, build_definitions
+    from ml_platform_tests.pipeline.test_flights_pipeline import (
+        FLIGHTS_ASSETS,
+        FLIGHTS_JOBS,
+        flights_settings,
+    )
+
+    assert DAGSTER_USE_CASES == ("fraud", "flights")
+    both = build_definitions(use_case_settings={"flights": flights_settings()})
+    keys = {k.to_user_string() for k in both.resolve_asset_graph().get_all_asset_keys()}
+    assert keys == FRAUD_ASSETS | FLIGHTS_ASSETS
+    assert {j.name for j in both.jobs or []} == FRAUD_JOBS | FLIGHTS_JOBS
+    assert {s.name for s in both.sensors or []} == FRAUD_SENSORS
 
 
 def test_every_fraud_definition_is_listed_and_prefixed(defs) -> None:
@@ -157,7 +175,7 @@ def test_definitions_are_built_for_the_dates_they_are_given(defs) -> None:
     from ml_platform.settings import Settings
 
     s = Settings(start_date=date(2024, 1, 1), end_date=date(2024, 1, 10))
-    other = build_definitions(settings=s, stages=(names.INGESTION,))
+    other = build_definitions(["fraud"], settings=s, stages=(names.INGESTION,))
     keys = other.resolve_job_def("__ASSET_JOB").partitions_def.get_partition_keys()
     assert keys[0] == "2024-01-01" and keys[-1] == "2024-01-10" and len(keys) == 10
     mine = defs.resolve_job_def("fraud_spine_job").partitions_def.get_partition_keys()
@@ -171,30 +189,63 @@ def test_an_unknown_use_case_is_a_clear_error() -> None:
         build_definitions(["churn"])
 
 
+#: Stages that read the flagship's own tables (dbt sources, monitoring, the edge export, the
+#: sensors over them): a second use case is built without them.
+FLAGSHIP_ONLY_ASSETS = {
+    "fraud_stg_transactions",
+    "fraud_dim_customers",
+    "fraud_dim_terminals",
+    "fraud_fct_daily_transactions",
+    "fraud_fct_prediction_outcomes",
+    "fraud_mart_model_performance_daily",
+    "fraud_edge_package",
+    "fraud_online_predictions",
+    "fraud_drift_report",
+    "fraud_serving_skew",
+    "fraud_model_performance",
+    "fraud_monitoring_summary",
+}
+FLAGSHIP_ONLY_JOBS = {
+    "fraud_spine_job",
+    "fraud_daily_pipeline_job",
+    "fraud_edge_job",
+    "fraud_monitoring_job",
+    "fraud_labeled_performance_job",
+}
+
+
 def test_two_use_cases_build_side_by_side_without_a_shared_name(settings_env, tmp_path) -> None:
     """A second use case (a team's copy of fraud, renamed) gets its own prefixed assets,
-    checks, groups, jobs, sensors and schedule, its own registered model, in one location."""
-    from ml_platform.defs import build_definitions
+    checks, groups, jobs, lake tables and registered model, in one location; the stages that
+    read the flagship's own tables are left out of it, each for a reason it states."""
+    from ml_platform.defs import STAGES, build_definitions, names, unsupported_reason
+    from ml_platform.defs.context import StageContext
+    from ml_platform.use_cases import get_use_case
+    from ml_platform.use_cases.loader import use_case_roots
     from ml_platform_tests.unit.test_use_cases import write_case
 
     write_case(tmp_path / "team", "churn")
-    settings_env(use_case_dirs=str(tmp_path / "team"))
+    s = settings_env(use_case_dirs=str(tmp_path / "team"))
     both = build_definitions(["fraud", "churn"])
     graph = both.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
-    churn = {k.replace("fraud_", "churn_", 1) for k in FRAUD_ASSETS}
+    churn = {k.replace("fraud_", "churn_", 1) for k in FRAUD_ASSETS - FLAGSHIP_ONLY_ASSETS}
     assert keys == FRAUD_ASSETS | churn
-    assert {graph.get(k).group_name for k in graph.get_all_asset_keys()} == FRAUD_GROUPS | {
-        g.replace("fraud_", "churn_", 1) for g in FRAUD_GROUPS
-    }
+    churn_groups = {"churn_ingestion", "churn_features", "churn_training", "churn_serving"}
+    assert {graph.get(k).group_name for k in graph.get_all_asset_keys()} == (
+        FRAUD_GROUPS | churn_groups
+    )
     jobs = {j.name for j in both.jobs or []}
-    assert jobs == FRAUD_JOBS | {j.replace("fraud_", "churn_", 1) for j in FRAUD_JOBS}
-    sensors = {s.name for s in both.sensors or []}
-    assert sensors == FRAUD_SENSORS | {s.replace("fraud_", "churn_", 1) for s in FRAUD_SENSORS}
-    assert both.resolve_sensor_def("churn_retraining_sensor").job_name == "churn_training_job"
-    # each use case's dbt models read its own validated events
-    parents = graph.get(dg.AssetKey("churn_stg_transactions")).parent_keys
-    assert parents == {dg.AssetKey("churn_validated_events")}
+    own_jobs = FRAUD_JOBS - FLAGSHIP_ONLY_JOBS
+    assert jobs == FRAUD_JOBS | {j.replace("fraud_", "churn_", 1) for j in own_jobs}
+    assert {s.name for s in both.sensors or []} == FRAUD_SENSORS
     candidate = graph.get(dg.AssetKey("churn_candidate_model"))
     assert "churn_model" in (candidate.description or "")
     assert candidate.metadata["ml_platform/use_case"] == "churn"
+    # its lake tables are its own
+    validated = graph.get(dg.AssetKey("churn_validated_events"))
+    assert validated.metadata["ml_platform/lake_table"] == "churn_validated_events"
+    ctx = StageContext(get_use_case("churn", use_case_roots(s.use_case_dirs)), s)
+    left_out = {stage for stage in STAGES if unsupported_reason(stage, ctx)}
+    assert left_out == {names.WAREHOUSE, names.MONITORING, names.AUTOMATION}
+    assert "flagship" in unsupported_reason(names.WAREHOUSE, ctx)

@@ -42,7 +42,7 @@ DAILY_JOB = "fraud_daily_pipeline_job"
 def defs() -> dg.Definitions:
     from ml_platform.defs import build_definitions
 
-    return build_definitions()
+    return build_definitions(["fraud"])
 
 
 def _selected(defs: dg.Definitions, job_name: str) -> set[str]:

@@ -66,7 +66,7 @@ def spine(tmp_path_factory):
         from ml_platform.defs.warehouse.project import prepare_dbt_manifest
 
         prepare_dbt_manifest()  # re-parses once for this warehouse path: fast builds after
-        defs = build_definitions()  # resources (lake IO manager) point at this data folder
+        defs = build_definitions(["fraud"])  # resources (lake IO manager) point at this data folder
 
         def run(start: date, end: date) -> dg.ExecuteInProcessResult:
             instance = dg.DagsterInstance.ephemeral()

@@ -403,3 +403,42 @@ def test_a_regressor_scores_its_predicted_value_and_flags_strictly_above() -> No
     scores = np.array([14.0, 15.0, 16.0])
     assert flag.decide(scores).tolist() == [False, False, True]
     assert alert.decide(scores).tolist() == [False, True, True]
+
+
+def test_predictions_are_keyed_by_the_use_cases_own_columns() -> None:
+    """A use case's batch predictions carry its event id, time and entity keys (strings kept
+    as strings) and its decision named like its API answer; the flagship's are unchanged."""
+    from ml_platform.features.definitions import feature_set
+    from ml_platform.serving.scoring import (
+        PREDICTION_COLUMNS,
+        ScoringModel,
+        prediction_columns,
+        score_by_day,
+    )
+
+    assert prediction_columns("fraud") == PREDICTION_COLUMNS
+    fs = feature_set("flights")
+    n = 4
+    feats = pd.DataFrame(
+        {
+            fs.event_id: np.array([13, 11, 12, 10], dtype=np.int64),
+            fs.event_time: pd.to_datetime(
+                ["2013-01-02 08:00", "2013-01-01 09:00", "2013-01-01 09:00", "2013-01-01 05:00"]
+            ),
+            **{col: [f"{col}{i}" for i in range(n)] for col in fs.entity_columns},
+            **{col: np.arange(n, dtype=float) for col in fs.columns},
+        }
+    )
+    value = ScoringModel("flights_delay", "3", 15.0, lambda x: 10.0 * x[:, 0], strict=True)
+    parts = score_by_day(feats, value, ["2013-01-01", "2013-01-02"], use_case="flights")
+    day1, day2 = parts["2013-01-01"], parts["2013-01-02"]
+    assert tuple(day1.columns) == prediction_columns("flights")
+    assert prediction_columns("flights")[len(fs.entities) + 3] == "late"
+    # sorted by time, then id; the string keys kept as strings
+    assert day1[fs.event_id].tolist() == [10, 11, 12]
+    assert day1[fs.entity_columns[0]].tolist() == [f"{fs.entity_columns[0]}{i}" for i in (3, 1, 2)]
+    assert str(day1[fs.entity_columns[0]].dtype) == "string"
+    # the predicted value and the strict flag: 10, 20 are not late, 30 is (15 is the bound)
+    assert day1["score"].tolist() == [30.0, 10.0, 20.0]
+    assert day1["late"].tolist() == [True, False, True]
+    assert day2["late"].tolist() == [False] and len(day2) == 1

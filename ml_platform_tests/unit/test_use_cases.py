@@ -948,6 +948,10 @@ def test_use_cases_text_and_a_broken_folder(tmp_path: Path, capsys, settings_env
 # --- generic core ---------------------------------------------------------------------------------
 
 
+#: Dagster stages every use case runs (their builders read only the declaration).
+DAGSTER_GENERIC_STAGES = ("ingestion", "features", "training", "serving")
+
+
 def test_core_modules_name_no_column_of_a_use_case() -> None:
     """Outside the use-case folders, ml_platform/use_cases/ and the generic core modules
     (feature definitions, both feature engines, the online stores, validation, the API's
@@ -976,6 +980,11 @@ def test_core_modules_name_no_column_of_a_use_case() -> None:
         package / "data" / "sources.py",
         package / "features" / "from_files.py",
         *(package / "defs" / f"{m}.py" for m in ("names", "context", "partitions")),
+        package / "defs" / "__init__.py",
+        *(package / "defs" / stage / "assets.py" for stage in DAGSTER_GENERIC_STAGES),
+        *(package / "defs" / stage / "__init__.py" for stage in DAGSTER_GENERIC_STAGES),
+        *(package / "training" / f"{m}.py" for m in ("workflow", "registry")),
+        package / "serving" / "scoring.py",
     ]
     assert {p.name for p in core} >= {"spec.py", "loader.py", "derive.py", "feature_port.py"}
     assert {"base.py", "sqlite.py", "redis.py"} <= {p.name for p in core}

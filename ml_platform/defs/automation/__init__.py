@@ -2,7 +2,13 @@
 
 import dagster as dg
 
-from ml_platform.defs.context import StageContext
+from ml_platform.defs.context import StageContext, flagship_only
+
+
+def unsupported(ctx: StageContext) -> str | None:
+    """The daily job spans the warehouse and monitoring; the retraining sensor reads
+    monitoring's drift and performance: both exist for the flagship only."""
+    return flagship_only(ctx, "the warehouse and monitoring stages' assets")
 
 
 def build(ctx: StageContext) -> dg.Definitions:

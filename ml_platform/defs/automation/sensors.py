@@ -48,7 +48,7 @@ def gather_state(ctx: StageContext, instance: dg.DagsterInstance, last_retrain_d
     from ml_platform.training.datasets import matured_until
 
     s = ctx.settings
-    feature_days = _lake_days(s.lake_dir, names.lake_table(names.EVENT_FEATURES))
+    feature_days = _lake_days(s.lake_dir, ctx.table(names.EVENT_FEATURES))
     as_of = date.fromisoformat(feature_days[-1]) if feature_days else s.start_date
     running = bool(training_in_progress(instance, ctx.name(names.TRAINING_JOB)))
     info = _champion_info(ctx.model_name)

@@ -8,7 +8,12 @@ project. Sensors and the daily schedule are in ``ml_platform/defs/automation``.
 import dagster as dg
 
 from ml_platform.defs import names
-from ml_platform.defs.context import StageContext
+from ml_platform.defs.context import StageContext, flagship_only
+
+
+def unsupported(ctx: StageContext) -> str | None:
+    """Drift, skew and performance read the flagship's lake tables, dbt marts and metrics."""
+    return flagship_only(ctx, "the prediction log, the dbt marts and the binary metrics")
 
 
 def build(ctx: StageContext) -> dg.Definitions:

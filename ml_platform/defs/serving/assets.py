@@ -1,9 +1,12 @@
 """Serving assets: thin wrappers over ``ml_platform.serving`` (batch scoring, edge export).
 
 :func:`build_serving_assets` builds ``<name>_batch_predictions`` and ``<name>_edge_package``
-for one use case; both read the use case's registered model (``UseCase.model_name``).
+for one use case; both read the use case's registered model (``UseCase.model_name``). The
+edge package is the flagship's only (:data:`EDGE_UNSUPPORTED`): its parity report reads the
+flagship's lake tables and measures the loss in average precision.
 """
 
+import logging
 import time
 
 import dagster as dg
@@ -12,12 +15,27 @@ import pandas as pd
 from ml_platform.defs import names
 from ml_platform.defs.context import StageContext
 
+log = logging.getLogger(__name__)
 OWNERS = ["team:ml-platform"]
+#: Why a use case other than the flagship has no edge package (its build logs it).
+EDGE_UNSUPPORTED = (
+    "the edge export (ml_platform/serving/edge.py) reads the flagship's lake tables and "
+    "judges parity by its average precision"
+)
 
 
 def build_serving_assets(ctx: StageContext) -> list[dg.AssetsDefinition]:
     """Batch predictions per day with the champion, and the champion's edge package."""
+    from ml_platform.serving.scoring import decision_column
+
     s = ctx.settings
+    uc = ctx.use_case
+    decision = decision_column(uc)
+    rule = (
+        f"{decision} (score > threshold, the flag's bound)"
+        if uc.task == "regression"
+        else f"{decision} (score >= threshold)"
+    )
     group = ctx.name(names.SERVING)
     model_name = ctx.model_name
     champion = ctx.key(names.CHAMPION_MODEL)
@@ -34,9 +52,10 @@ def build_serving_assets(ctx: StageContext) -> list[dg.AssetsDefinition]:
         deps=[champion],
         metadata=ctx.metadata(names.BATCH_PREDICTIONS),
         description=(
-            "The champion's score for every event of the day: the event's keys, score, "
-            "is_fraud (score >= threshold), threshold, model_name, model_version, "
-            "feature_version. Scores the day's features with the model registered as "
+            "The champion's score (a probability, or the predicted value) for every event of "
+            f"the day: the event's keys, score, {rule}, threshold, model_name, "
+            "model_version, feature_version. Scores the day's features with the model "
+            "registered as "
             f"{model_name}@champion (native booster on numpy, ml_platform/serving/scoring.py, "
             "the same code the API uses). Idempotent: a re-run with the same champion "
             "rewrites the identical partition."
@@ -48,10 +67,10 @@ def build_serving_assets(ctx: StageContext) -> list[dg.AssetsDefinition]:
         from ml_platform.serving.scoring import load_model, score_by_day
 
         t0 = time.perf_counter()
-        model = load_model("champion", model_name=model_name)
-        parts = score_by_day(features, model, list(context.partition_keys))
+        model = load_model("champion", model_name=model_name, use_case=uc)
+        parts = score_by_day(features, model, list(context.partition_keys), use_case=uc)
         rows = sum(len(p) for p in parts.values())
-        flagged = sum(int(p["is_fraud"].sum()) for p in parts.values())
+        flagged = sum(int(p[decision].sum()) for p in parts.values())
         context.add_output_metadata(
             {
                 "model_name": model.name,
@@ -103,4 +122,7 @@ def build_serving_assets(ctx: StageContext) -> list[dg.AssetsDefinition]:
             }
         )
 
+    if not ctx.is_flagship:
+        log.info("no edge package for use case %s: %s", uc.name, EDGE_UNSUPPORTED)
+        return [batch_predictions]
     return [batch_predictions, edge_package]

@@ -16,11 +16,40 @@ from ml_platform.defs.context import StageContext
 OWNERS = ["team:ml-platform"]
 
 
+def training_plan(ctx: StageContext):
+    """The use case's training plan: its lake tables, dates and windows."""
+    from ml_platform.training.workflow import Plan
+
+    r = ctx.run
+    return Plan(
+        r.start_date,
+        r.end_date,
+        r.train_days,
+        r.valid_days,
+        r.label_delay_days,
+        features_table=ctx.table(names.EVENT_FEATURES),
+        events_table=ctx.table(names.VALIDATED_EVENTS),
+        use_case=None if ctx.is_flagship else ctx.use_case,
+    )
+
+
+def _rounded(metrics: dict[str, float], prefix: str) -> dict[str, float]:
+    """Every metric of a candidate, rounded, named ``<prefix><metric>``."""
+    return {f"{prefix}{k}": round(float(v), 4) for k, v in metrics.items()}
+
+
 def build_training_assets(ctx: StageContext) -> list[dg.AssetsDefinition]:
     """Training set, candidate (train + register) and champion (the promotion gate)."""
+    from ml_platform.training.metrics import task_metrics
+
     s = ctx.settings
+    run = ctx.run
     group = ctx.name(names.TRAINING)
     model_name = ctx.model_name
+    uc = None if ctx.is_flagship else ctx.use_case
+    task = task_metrics(ctx.use_case)
+    primary, label = task.primary, task.roles.label
+    better = "higher" if primary.higher_is_better else "lower"
 
     @dg.asset(
         key=ctx.key(names.TRAINING_SET),
@@ -40,8 +69,14 @@ def build_training_assets(ctx: StageContext) -> list[dg.AssetsDefinition]:
         from ml_platform.training.workflow import build_training_set
 
         t0 = time.perf_counter()
-        ts = build_training_set(s)
+        ts = build_training_set(s, plan=training_plan(ctx))
         w = ts.windows
+        y = ts.train[label]
+        summary = (
+            {"train_frauds": int(y.sum())}
+            if ctx.is_flagship
+            else {"train_label_mean": round(float(y.mean()), 4) if len(y) else None}
+        )
         context.add_output_metadata(
             {
                 "as_of": ts.as_of.isoformat(),
@@ -49,7 +84,7 @@ def build_training_assets(ctx: StageContext) -> list[dg.AssetsDefinition]:
                 "valid_window": f"{w.valid_start}..{w.valid_end}",
                 "train_rows": len(ts.train),
                 "valid_rows": len(ts.valid),
-                "train_frauds": int(ts.train["tx_fraud"].sum()),
+                **summary,
                 "seconds": round(time.perf_counter() - t0, 3),
             }
         )
@@ -63,11 +98,14 @@ def build_training_assets(ctx: StageContext) -> list[dg.AssetsDefinition]:
         ins={"training_set": dg.AssetIn(training_set.key)},
         metadata=ctx.tags(),
         description=(
-            "Trains the scaled logistic-regression baseline and LightGBM (early stopping on "
-            "the time-based validation); LightGBM is registered only if it beats the "
-            "baseline's AP by ML_PLATFORM_BASELINE_MARGIN_AP. Logs params, metrics, datasets "
-            "(digest + window), git commit, feature version, use case, packages and the model "
-            f"to MLflow; registered as {model_name}, alias `challenger`."
+            f"Trains the use case's candidates ({', '.join(ctx.use_case.spec.task.candidates)}"
+            "; LightGBM with early stopping on the time-based validation); LightGBM is "
+            f"registered only if it beats the linear baseline's {primary.short} ({better} is "
+            "better) by "
+            + ("ML_PLATFORM_BASELINE_MARGIN_AP" if ctx.is_flagship else "its baseline_margin")
+            + ". Logs params, metrics, datasets (digest + window), git commit, feature "
+            "version, use case, packages and the model to MLflow; registered as "
+            f"{model_name}, alias `challenger`."
         ),
     )
     def candidate_model(
@@ -80,15 +118,17 @@ def build_training_assets(ctx: StageContext) -> list[dg.AssetsDefinition]:
         )
 
         t0 = time.perf_counter()
-        windows = windows_from_frame(training_set, s.label_delay_days)
-        as_of = windows.valid_end + pd.Timedelta(days=s.label_delay_days)
+        windows = windows_from_frame(training_set, run.label_delay_days, use_case=uc)
+        as_of = windows.valid_end + pd.Timedelta(days=run.label_delay_days)
         info, cands = train_and_register(
             s,
             TrainingSet(training_set, windows, as_of),
             model_name=model_name,
-            use_case=ctx.use_case.name,
+            use_case=ctx.use_case,
+            margin=run.baseline_margin,
+            features_table=ctx.table(names.EVENT_FEATURES),
         )
-        m = cands.chosen_metrics
+        chosen = {k: v for k, v in cands.chosen_metrics.items() if k in task.measures}
         return dg.MaterializeResult(
             metadata={
                 "model_name": info.name,
@@ -98,10 +138,8 @@ def build_training_assets(ctx: StageContext) -> list[dg.AssetsDefinition]:
                 "mlflow_model_uri": f"models:/{info.name}/{info.version}",
                 "tracking_uri": s.tracking_uri,
                 "selection": cands.reason,
-                "valid_roc_auc": round(m["roc_auc"], 4),
-                "valid_average_precision": round(m["average_precision"], 4),
-                "valid_card_precision_at_100": round(m["card_precision_at_100"], 4),
-                "baseline_average_precision": round(cands.baseline_metrics["average_precision"], 4),
+                **_rounded(chosen, "valid_"),
+                f"baseline_{primary.name}": round(cands.baseline_metrics[primary.name], 4),
                 "threshold": round(cands.threshold, 6),
                 "feature_version": info.feature_version,
                 "dataset_digest": info.tags.get("dataset_digest", ""),
@@ -120,9 +158,11 @@ def build_training_assets(ctx: StageContext) -> list[dg.AssetsDefinition]:
         metadata=ctx.tags(),
         description=(
             "The promotion gate: scores challenger and champion on the same most recent "
-            "labelled window; the challenger gets alias `champion` when its AP is better by "
-            "ML_PLATFORM_PROMOTION_MARGIN_AP (the first model when it is at least the "
-            "baseline). The decision and its reason are tagged on the model version either way."
+            f"labelled window; the challenger gets alias `champion` when its {primary.short} "
+            f"is better ({better}) by "
+            + ("ML_PLATFORM_PROMOTION_MARGIN_AP" if ctx.is_flagship else "its promotion_margin")
+            + " (the first model when it is at least the baseline). The decision and its "
+            "reason are tagged on the model version either way."
         ),
     )
     def champion_model(
@@ -132,9 +172,16 @@ def build_training_assets(ctx: StageContext) -> list[dg.AssetsDefinition]:
         from ml_platform.training.gate import run_gate
         from ml_platform.training.workflow import WINDOW_COLUMN, windows_from_frame
 
-        w = windows_from_frame(training_set, s.label_delay_days)
+        w = windows_from_frame(training_set, run.label_delay_days, use_case=uc)
         valid = training_set[training_set[WINDOW_COLUMN] == "valid"].reset_index(drop=True)
-        decision = run_gate(valid, f"{w.valid_start}..{w.valid_end}", model_name=model_name)
+        decision = run_gate(
+            valid,
+            f"{w.valid_start}..{w.valid_end}",
+            model_name=model_name,
+            use_case=uc,
+            margin=run.promotion_margin,
+            bound=run.gate_min,
+        )
         champion = registry.current_version(registry.CHAMPION, model_name=model_name)
         meta = {
             "promoted": decision.promote,
@@ -144,14 +191,12 @@ def build_training_assets(ctx: StageContext) -> list[dg.AssetsDefinition]:
             "previous_champion_version": decision.champion_version or "",
             "champion_version": champion or "",
         }
-        if decision.challenger_metrics:
-            meta["challenger_average_precision"] = round(
-                decision.challenger_metrics["average_precision"], 4
-            )
-        if decision.champion_metrics:
-            meta["champion_average_precision"] = round(
-                decision.champion_metrics["average_precision"], 4
-            )
+        for who, found in (
+            ("challenger", decision.challenger_metrics),
+            ("champion", decision.champion_metrics),
+        ):
+            if found:
+                meta[f"{who}_{primary.name}"] = round(found[primary.name], 4)
         context.log.info(
             f"promotion gate: {'PROMOTED' if decision.promote else 'kept champion'}: "
             f"{decision.reason}"

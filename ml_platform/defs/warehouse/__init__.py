@@ -11,8 +11,13 @@ from typing import Any
 
 import dagster as dg
 
-from ml_platform.defs.context import StageContext
+from ml_platform.defs.context import StageContext, flagship_only
 from ml_platform.settings import Settings
+
+
+def unsupported(ctx: StageContext) -> str | None:
+    """The dbt project's sources and models name the flagship's lake tables and columns."""
+    return flagship_only(ctx, "the dbt sources and models (dbt_project/models)")
 
 
 def build(ctx: StageContext) -> dg.Definitions:
