@@ -44,6 +44,7 @@ def _progress(command: str) -> Callable[[str], None]:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    _flagship_only(args)
     from ml_platform.demo import run_demo
 
     return run_demo()
@@ -137,6 +138,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 
 def _cmd_backtest(args: argparse.Namespace) -> int:
+    _flagship_only(args)
     from pathlib import Path
 
     from ml_platform.training.backtest import BacktestArgs, run_backtest
@@ -159,12 +161,34 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_use_case_option(p) -> None:
-    p.add_argument(
-        "--use-case",
-        default="fraud",
-        help="the use case whose registered model to act on (default: fraud)",
-    )
+def _add_use_case_option(p, what: str = "whose registered model to act on") -> None:
+    p.add_argument("--use-case", default="fraud", help=f"the use case {what} (default: fraud)")
+
+
+#: Commands that run for the flagship use case only yet, and why (their steps read its dbt
+#: warehouse, its monitoring or its protocol metrics); another use case is refused at once.
+FLAGSHIP_ONLY = {
+    "demo": "the demo's warehouse and monitoring steps are the flagship's dbt and monitoring "
+    "stages",
+    "backtest": "the backtest's protocol metrics (card precision) are the flagship's",
+    "export-edge": "the edge parity report scores the flagship's tables by average precision",
+    "backtest-retraining": "the retraining policy reads the flagship's monitoring",
+}
+
+
+def _flagship_only(args: argparse.Namespace) -> None:
+    """Refuse ``--use-case`` other than the flagship for a command that runs it alone yet
+    (an unknown name fails naming the folders searched)."""
+    from ml_platform.features.definitions import DEFAULT_USE_CASE
+    from ml_platform.use_cases import get_use_case
+
+    name = get_use_case(args.use_case).name
+    if name != DEFAULT_USE_CASE:
+        raise ValueError(
+            f"--use-case {name}: {FLAGSHIP_ONLY[args.command]}, so it runs for "
+            f"{DEFAULT_USE_CASE} only yet (the Dagster pipeline of {name}: ml-platform "
+            "use-cases, dagster dev)"
+        )
 
 
 def _add_training_commands(sub) -> None:
@@ -206,6 +230,7 @@ def _add_training_commands(sub) -> None:
         "is tuned on the week before training, never on the test days. Progress goes to "
         "stderr; stdout is the JSON result.",
     )
+    _add_use_case_option(p, "to backtest")
     p.add_argument("--source", required=True, help="folder of daily YYYY-MM-DD.parquet/.csv files")
     p.add_argument("--train-start", required=True, type=_iso_date, help="first training day")
     p.add_argument("--train-end", required=True, type=_iso_date, help="last training day")
@@ -226,6 +251,7 @@ def _add_training_commands(sub) -> None:
 
 
 def _cmd_export_edge(args: argparse.Namespace) -> int:
+    _flagship_only(args)
     from pathlib import Path
 
     from ml_platform.serving.edge import export_edge
@@ -249,6 +275,7 @@ def _add_serving_commands(sub) -> None:
         _cmd_export_edge,
         "Exit 1 when the package loses more average precision than allowed.",
     )
+    _add_use_case_option(p, "whose champion to export")
     p.add_argument("out_dir", help="folder to write (replaced): model.onnx, predictor.py, ...")
     p.add_argument("--model", default="champion", help="alias or version (default: champion)")
     p.add_argument(
@@ -260,6 +287,7 @@ def _add_serving_commands(sub) -> None:
 
 
 def _cmd_backtest_retraining(args: argparse.Namespace) -> int:
+    _flagship_only(args)
     # checked before the heavy imports: a typo is answered at once
     if args.weeks < 2:
         raise ValueError(f"--weeks: must be at least 2, got {args.weeks}")
@@ -331,6 +359,7 @@ def _add_monitoring_commands(sub) -> None:
         "decisions.csv and a chart; the last stdout line is a JSON summary. Progress (one line "
         "per replayed week) goes to stderr.",
     )
+    _add_use_case_option(p, "whose retraining policy to backtest")
     p.add_argument(
         "--weeks", type=int, default=12, help="weeks replayed day by day (default: 12, min 2)"
     )
@@ -556,7 +585,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ml-platform", description=DESCRIPTION, epilog=EPILOG)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    _add_command(sub, "demo", "run the whole platform end to end on embedded defaults", _cmd_demo)
+    p = _add_command(
+        sub, "demo", "run the whole platform end to end on embedded defaults", _cmd_demo
+    )
+    _add_use_case_option(p, "to run")
     _add_command(
         sub,
         "prepare",

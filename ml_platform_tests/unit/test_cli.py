@@ -156,3 +156,41 @@ def test_backtest_retraining_reports_each_week_on_stderr_and_ends_stdout_with_js
     assert not any(line.startswith("backtest-retraining:") for line in out.splitlines())
     first_days = [date.fromisoformat(w.split("(")[1][:10]) for w in weeks]
     assert first_days[1] - first_days[0] == timedelta(days=7)
+
+
+FLAGSHIP_ONLY_CALLS = {
+    "demo": ["demo"],
+    "backtest": [
+        "backtest",
+        "--source",
+        "src",
+        "--train-start",
+        "2025-01-01",
+        "--train-end",
+        "2025-01-07",
+        "--test-start",
+        "2025-01-15",
+        "--test-end",
+        "2025-01-21",
+        "--out",
+        "out",
+    ],
+    "export-edge": ["export-edge", "edge_pkg"],
+    "backtest-retraining": ["backtest-retraining"],
+}
+
+
+@pytest.mark.parametrize("command", list(FLAGSHIP_ONLY_CALLS))
+def test_commands_of_the_flagship_pipeline_refuse_another_use_case_at_once(
+    command: str, capsys, tmp_path, monkeypatch
+) -> None:
+    """``--use-case`` is accepted by every command about one model; where the pipeline runs
+    the flagship alone yet, another use case is refused before anything runs, naming why."""
+    monkeypatch.chdir(tmp_path)
+    assert main([*FLAGSHIP_ONLY_CALLS[command], "--use-case", "flights"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"ml-platform {command}: error: --use-case flights: ")
+    assert "runs for fraud only yet" in err
+    assert list(tmp_path.iterdir()) == []  # nothing written
+    assert main([*FLAGSHIP_ONLY_CALLS[command], "--use-case", "nope"]) == 2
+    assert "use case 'nope': not found" in capsys.readouterr().err
