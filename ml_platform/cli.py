@@ -624,5 +624,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
+def run() -> None:
+    """The ``ml-platform`` console script: :func:`main`, then exit without the interpreter's
+    teardown. The work is done and flushed by then; what teardown would add is the native
+    libraries' thread clean-up (DuckDB, Arrow, OpenMP), which can abort a finished run
+    (``terminate called without an active exception``, SIGABRT) and turn its success into a
+    crash. Tests call :func:`main` in-process and keep the normal exit."""
+    import logging
+    import os
+
+    code = main()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -69,8 +69,21 @@ def scaffold_use_case(
                 text = text.format(**words)
             (folder / target).write_text(text)
         use_case = load_use_case(folder)
-        use_case.hook("sample_data.py:write_sample")(folder / SAMPLE_DIR, start, sample_days)
+        _write_sample(use_case, start, sample_days)
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
     return use_case
+
+
+def _write_sample(use_case: UseCase, start: date, days: int) -> None:
+    """Run the folder's own sample writer without leaving a ``__pycache__`` in the folder
+    (the scaffold holds exactly its files)."""
+    import sys
+
+    previous = sys.dont_write_bytecode
+    sys.dont_write_bytecode = True
+    try:
+        use_case.hook("sample_data.py:write_sample")(use_case.folder / SAMPLE_DIR, start, days)
+    finally:
+        sys.dont_write_bytecode = previous

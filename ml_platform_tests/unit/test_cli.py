@@ -194,3 +194,20 @@ def test_commands_of_the_flagship_pipeline_refuse_another_use_case_at_once(
     assert list(tmp_path.iterdir()) == []  # nothing written
     assert main([*FLAGSHIP_ONLY_CALLS[command], "--use-case", "nope"]) == 2
     assert "use case 'nope': not found" in capsys.readouterr().err
+
+
+def test_the_console_script_exits_with_the_commands_code_and_its_whole_output() -> None:
+    """``ml-platform`` ends without interpreter teardown (native threads could abort a
+    finished run): the exit code is the command's and its output is flushed first."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = str(Path(sys.executable).with_name("ml-platform"))
+    ok = subprocess.run([script, "use-cases", "--json"], capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    assert {e["name"] for e in json.loads(ok.stdout)} >= {"fraud", "flights"}
+    bad = subprocess.run([script, "demo", "--use-case", "nope"], capture_output=True, text=True)
+    assert bad.returncode == 2
+    assert bad.stderr.strip().endswith("use case 'nope': not found (known: flights, fraud)")
