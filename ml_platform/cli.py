@@ -629,12 +629,13 @@ def run() -> None:
     teardown. The work is done and flushed by then; what teardown would add is the native
     libraries' thread clean-up (DuckDB, Arrow, OpenMP), which can abort a finished run
     (``terminate called without an active exception``, SIGABRT) and turn its success into a
-    crash. Tests call :func:`main` in-process and keep the normal exit."""
-    import logging
+    crash. The registered exit functions run first. Tests call :func:`main` in-process and
+    keep the normal exit."""
+    import atexit
     import os
 
     code = main()
-    logging.shutdown()
+    atexit._run_exitfuncs()  # Python's own clean-up (logging, multiprocessing, MLflow) still runs
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
