@@ -558,7 +558,7 @@ def _add_use_case_commands(sub) -> None:
         'Stdout is one JSON line: {"use_case", "rows", "quarantined", "seconds": {"read", '
         '"features", "write"}}.',
     )
-    p.add_argument("--use-case", default="fraud", help="use case name (default: fraud)")
+    _add_use_case_option(p, "whose features to compute")
     p.add_argument("--source", required=True, help="folder of daily YYYY-MM-DD.parquet/.csv files")
     p.add_argument("--out", required=True, help="features file: .parquet or .csv")
 
@@ -571,7 +571,7 @@ def _add_use_case_commands(sub) -> None:
         "--out/<table>/YYYY-MM-DD.<format>: a files source (and the input of `features`). "
         "Stdout is one JSON line with the days and rows written.",
     )
-    p.add_argument("--use-case", default="fraud", help="use case name (default: fraud)")
+    _add_use_case_option(p, "whose source to write")
     p.add_argument("--out", required=True, help="folder to write the daily files into")
     p.add_argument("--start", type=_iso_date, help="first day (default: the settings' start)")
     p.add_argument("--end", type=_iso_date, help="last day (default: the settings' end)")

@@ -19,7 +19,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model
 
 from ml_platform.use_cases.loader import PACKAGE_ROOT, UseCase, load_use_case
-from ml_platform.use_cases.spec import Rule
+from ml_platform.use_cases.spec import Rule, camel_name
 
 log = logging.getLogger(__name__)
 
@@ -164,10 +164,6 @@ def _example_hook(use_case: UseCase) -> Callable[[dict[str, Any]], None]:
     return add
 
 
-def _camel(name: str) -> str:
-    return "".join(part.capitalize() for part in name.split("_"))
-
-
 def request_model(use_case: UseCase, name: str | None = None) -> type[RequestModel]:
     """The API's request model: one strict field per ``schema.request`` entry, in its order.
 
@@ -177,7 +173,7 @@ def request_model(use_case: UseCase, name: str | None = None) -> type[RequestMod
     """
     roles = _roles(use_case)
     fields = {c: _request_field(use_case, c, roles[c]) for c in use_case.spec.event_schema.request}
-    name = name or f"{_camel(use_case.name)}Request"
+    name = name or f"{camel_name(use_case.name)}Request"
     base = type(
         f"{name}Base",
         (RequestModel,),

@@ -485,7 +485,9 @@ def build_service(use_case: UseCase | str | Path, *, module: str | None = None) 
 
 
 def _class_name(uc: UseCase) -> str:
-    return uc.service.partition(":")[2] or "".join(p.capitalize() for p in uc.name.split("_"))
+    from ml_platform.use_cases.spec import camel_name
+
+    return uc.service.partition(":")[2] or camel_name(uc.name)
 
 
 def __getattr__(name: str) -> Any:

@@ -198,10 +198,11 @@ def log_training_run(
     The label and the metrics tagged on the version (``valid_<primary>``,
     ``valid_<gate metric>``, ``baseline_<primary>``) are the use case's; the datasets'
     source is its lake table ``features_table``."""
+    from ml_platform.features.online import resolve_use_case
     from ml_platform.training.datasets import dataset_digest
     from ml_platform.training.metrics import task_metrics
 
-    uc = use_case_of(use_case)
+    uc = resolve_use_case(use_case)
     use_case = uc.name
     task = task_metrics(uc)
     label = task.roles.label
@@ -306,13 +307,6 @@ def log_training_run(
         why=f"trained; {candidates.reason}",
     )
     return get_model_info(mv_version, model_name=model_name)
-
-
-def use_case_of(use_case: str | UseCase) -> UseCase:
-    """A use case by name (the flagship's folder for its name), or the one given."""
-    from ml_platform.features.online import resolve_use_case
-
-    return resolve_use_case(use_case)
 
 
 def _log_model(mlflow, chosen, valid: pd.DataFrame) -> str:

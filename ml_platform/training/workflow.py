@@ -135,9 +135,10 @@ def train_and_register(
     the platform's ``baseline_margin_ap``). Returns ``(ModelInfo, CandidateSet)``.
     """
     from ml_platform.features.definitions import feature_set
+    from ml_platform.features.online import resolve_use_case
     from ml_platform.training import models, registry
 
-    uc = registry.use_case_of(use_case)
+    uc = resolve_use_case(use_case)
     fs = feature_set(uc)
     cands = models.train_candidates(
         ts.train,

@@ -13,7 +13,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 from ml_platform.use_cases.loader import USE_CASE_FILE, UseCase, UseCaseError, load_use_case
-from ml_platform.use_cases.spec import NAME_PATTERN
+from ml_platform.use_cases.spec import NAME_PATTERN, camel_name
 
 TEMPLATE_DIR = Path(__file__).resolve().parent / "_template"
 #: template file -> the file it becomes in the new folder (``.tmpl`` files are filled in)
@@ -26,11 +26,6 @@ TEMPLATE_FILES = {
 SAMPLE_DIR = "data"
 DEFAULT_SAMPLE_DAYS = 21
 DEFAULT_START = date(2025, 1, 1)
-
-
-def class_name(name: str) -> str:
-    """``my_clicks`` -> ``MyClicks``: the BentoML service class of the use case."""
-    return "".join(part.capitalize() for part in name.split("_"))
 
 
 def scaffold_use_case(
@@ -55,7 +50,7 @@ def scaffold_use_case(
     end = start + timedelta(days=sample_days - 1)
     words = {
         "name": name,
-        "class_name": class_name(name),
+        "class_name": camel_name(name),  # the BentoML service class of the use case
         "start": start.isoformat(),
         "end": end.isoformat(),
         "env_prefix": f"{name.upper()}_",

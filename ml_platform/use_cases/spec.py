@@ -78,6 +78,11 @@ def _name(text: str) -> str:
     return text
 
 
+def camel_name(name: str) -> str:
+    """``shop_events`` -> ``ShopEvents``: the class and model names derived from a name."""
+    return "".join(part.capitalize() for part in name.split("_"))
+
+
 def _reference(text: str) -> str:
     if not _REFERENCE.match(text):
         raise ValueError(

@@ -14,7 +14,8 @@ from ml_platform.cli import main
 from ml_platform.data.validation import validate_events
 from ml_platform.features.batch import build_features
 from ml_platform.use_cases import UseCaseError, load_use_cases, resolve_settings
-from ml_platform.use_cases.scaffold import class_name, scaffold_use_case
+from ml_platform.use_cases.scaffold import scaffold_use_case
+from ml_platform.use_cases.spec import camel_name
 
 
 def test_new_use_case_writes_a_folder_that_loads_with_its_sample_days(tmp_path: Path, capsys):
@@ -94,8 +95,8 @@ def test_an_existing_folder_is_never_overwritten(tmp_path: Path, capsys):
 
 
 def test_class_names_follow_the_use_case_name():
-    assert class_name("shop_events") == "ShopEvents"
-    assert class_name("fraud") == "Fraud"
+    assert camel_name("shop_events") == "ShopEvents"
+    assert camel_name("fraud") == "Fraud"
 
 
 def test_the_scaffolded_service_has_the_use_cases_own_api(tmp_path: Path) -> None:
