@@ -182,8 +182,9 @@ def _flagship_only(args: argparse.Namespace) -> None:
     from ml_platform.features.definitions import DEFAULT_USE_CASE
     from ml_platform.use_cases import get_use_case
 
-    name = get_use_case(args.use_case).name
-    if name != DEFAULT_USE_CASE:
+    use_case = get_use_case(args.use_case)
+    name = use_case.name
+    if not use_case.is_flagship:
         raise ValueError(
             f"--use-case {name}: {FLAGSHIP_ONLY[args.command]}, so it runs for "
             f"{DEFAULT_USE_CASE} only yet (the Dagster pipeline of {name}: ml-platform "

@@ -67,9 +67,7 @@ class StageContext:
 
     @property
     def is_flagship(self) -> bool:
-        from ml_platform.features.definitions import DEFAULT_USE_CASE
-
-        return self.use_case.name == DEFAULT_USE_CASE
+        return self.use_case.is_flagship
 
     def name(self, base: str) -> str:
         """``base`` prefixed with the use case's name (assets, checks, groups, jobs, ...)."""

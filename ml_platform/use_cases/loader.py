@@ -112,6 +112,13 @@ class UseCase:
         """Every declared event column (label excluded) -> its type, in declaration order."""
         return _columns(self.spec)
 
+    @property
+    def is_flagship(self) -> bool:
+        """The platform's default use case: it keeps today's ``ML_PLATFORM_*`` settings."""
+        from ml_platform.features.definitions import DEFAULT_USE_CASE
+
+        return self.name == DEFAULT_USE_CASE
+
     def qualified(self, base: str) -> str:
         """Asset, table, job and store names carry the use case's name: two never collide."""
         return f"{self.name}_{base}"
@@ -717,9 +724,7 @@ def engine_label_delay(use_case: UseCase, platform_delay: int) -> int:
     its folder). A label known at a per-row time has no fixed delay: the engines ignore the
     value for those windows, so the platform's is passed through.
     """
-    from ml_platform.features.definitions import DEFAULT_USE_CASE
-
-    if use_case.name == DEFAULT_USE_CASE or use_case.spec.label.delay_days is None:
+    if use_case.is_flagship or use_case.spec.label.delay_days is None:
         return platform_delay
     return int(resolve_settings(use_case).label_delay_days or platform_delay)
 
@@ -727,6 +732,4 @@ def engine_label_delay(use_case: UseCase, platform_delay: int) -> int:
 def registered_model_name(use_case: UseCase, platform_model_name: str) -> str:
     """The registry name of a use case's model: the default use case keeps today's platform
     variable (``ML_PLATFORM_MODEL_NAME``, ``platform_model_name``); any other its own."""
-    from ml_platform.features.definitions import DEFAULT_USE_CASE
-
-    return platform_model_name if use_case.name == DEFAULT_USE_CASE else use_case.model_name
+    return platform_model_name if use_case.is_flagship else use_case.model_name
