@@ -71,6 +71,16 @@ class Settings(BaseSettings):
     gate_min_auc: float = Field(0.6, description="Never promote a model below this ROC AUC.")
     train_threads: int = Field(2, ge=1, description="Threads LightGBM may use.")
 
+    # --- compute (where batch work runs: features, training, scoring, monitoring) ------------
+    compute: Literal["local", "dask"] = Field(
+        "local", description="local: in this process; dask: on a Dask cluster."
+    )
+    dask_address: str | None = Field(
+        None,
+        description="Dask scheduler address (tcp://host:8786); when absent and compute='dask', "
+        "the platform starts a LocalCluster.",
+    )
+
     online_store: Literal["sqlite", "redis"] = "sqlite"
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_prefix: str = "mlp"
