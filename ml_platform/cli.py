@@ -401,12 +401,14 @@ def _cmd_dbt(args: argparse.Namespace) -> int:
 
     from ml_platform.data.locks import warehouse_lock
     from ml_platform.defs.warehouse.dbt_env import DBT_PROJECT_DIR, dbt_environment
+    from ml_platform.defs.warehouse.project import generate_use_case_models
     from ml_platform.settings import get_settings
 
     dbt_args = args.dbt_args[1:] if args.dbt_args[:1] == ["--"] else args.dbt_args
     if not dbt_args:
         raise ValueError("dbt: give a dbt command, e.g. `ml-platform dbt -- build`")
     settings = get_settings()
+    generate_use_case_models(settings)  # every use case's models, from its declaration
     with warehouse_lock(settings.warehouse_path), dbt_environment(settings, args.start, args.end):
         manual = str(DBT_PROJECT_DIR / "target" / "manual")  # keeps Dagster's parse state
         env = {

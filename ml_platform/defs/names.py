@@ -34,9 +34,13 @@ DRIFT_REPORT = "drift_report"
 SERVING_SKEW = "serving_skew"
 MODEL_PERFORMANCE = "model_performance"
 MONITORING_SUMMARY = "monitoring_summary"
-#: dbt models the monitoring assets and jobs name (their asset key is the prefixed model name)
+#: dbt models every use case gets (asset key: the prefixed base; DuckDB table:
+#: :func:`warehouse_model`)
+DBT_STAGING = "stg_events"
 DBT_PREDICTION_OUTCOMES = "fct_prediction_outcomes"
 DBT_PERFORMANCE_MART = "mart_model_performance_daily"
+#: The warehouse's day column: the daily lake partition a row belongs to (every use case)
+WAREHOUSE_DAY = "tx_date"
 
 # --- ops of multi-assets -----------------------------------------------------------------
 VALIDATE_EVENTS = "validate_events"
@@ -78,6 +82,9 @@ FLAGSHIP_LAKE_TABLES = {
     QUARANTINED_EVENTS: "quarantined_transactions",
     EVENT_FEATURES: "transaction_features",
 }
+#: The flagship's warehouse models whose name predates use cases (its other models, and every
+#: model of another use case, follow :func:`warehouse_model`).
+FLAGSHIP_WAREHOUSE_MODELS = {DBT_STAGING: "stg_transactions"}
 #: Prefix of a side table's quarantine asset (``<name>_quarantined_<table>``).
 QUARANTINED_PREFIX = "quarantined_"
 
@@ -94,6 +101,31 @@ def lake_table(base: str, use_case: str | None = None) -> str:
     if use_case is None or use_case == DEFAULT_USE_CASE:
         return FLAGSHIP_LAKE_TABLES.get(base, base)
     return f"{use_case}_{base}"
+
+
+def warehouse_model(base: str, use_case: str | None = None) -> str:
+    """The dbt model (and DuckDB table) of ``base`` of ``use_case`` (default: the flagship).
+
+    Like the lake tables, the flagship keeps its historical names (``stg_transactions``,
+    ``fct_prediction_outcomes``, ``dim_customers``); another use case's model is
+    ``<use case>_<base>``, so two use cases never share a table of the one warehouse file.
+    """
+    from ml_platform.features.definitions import DEFAULT_USE_CASE
+
+    if use_case is None or use_case == DEFAULT_USE_CASE:
+        return FLAGSHIP_WAREHOUSE_MODELS.get(base, base)
+    return f"{use_case}_{base}"
+
+
+def warehouse_asset_base(model: str, use_case: str | None = None) -> str:
+    """What dbt model ``model`` of ``use_case`` is called under the use case's prefix in
+    Dagster: the model's name without the ``<use case>_`` its table carries (the flagship's
+    models carry none: ``stg_transactions`` is asset ``fraud_stg_transactions``)."""
+    from ml_platform.features.definitions import DEFAULT_USE_CASE
+
+    if use_case is None or use_case == DEFAULT_USE_CASE:
+        return model
+    return model.removeprefix(f"{use_case}_")
 
 
 def quarantined(table: str) -> str:

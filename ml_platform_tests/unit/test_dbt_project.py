@@ -279,7 +279,7 @@ def test_touched_model_makes_the_manifest_stale_and_it_is_reparsed(
     get_settings.cache_clear()
     assert not manifest_is_stale()
 
-    model = DBT_PROJECT_DIR / "models" / "staging" / "stg_transactions.sql"
+    model = DBT_PROJECT_DIR / "macros" / "use_case_models.sql"
     original = model.stat()
     try:
         os.utime(model)  # `touch`: now newer than the manifest

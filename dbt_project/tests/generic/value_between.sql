@@ -1,6 +1,9 @@
-{#- Rows whose value lies outside [min_value, max_value] (nulls pass; use not_null for them). -#}
-{% test value_between(model, column_name, min_value, max_value) %}
+{#- Rows whose value lies outside [min_value, max_value] (nulls pass; use not_null for them).
+    Either bound may be left out. -#}
+{% test value_between(model, column_name, min_value=none, max_value=none) %}
 select {{ column_name }}
 from {{ model }}
-where {{ column_name }} < {{ min_value }} or {{ column_name }} > {{ max_value }}
+where false
+{%- if min_value is not none %} or {{ column_name }} < {{ min_value }}{% endif %}
+{%- if max_value is not none %} or {{ column_name }} > {{ max_value }}{% endif %}
 {% endtest %}

@@ -1,23 +1,21 @@
 """Dagster definitions for the warehouse stage: the dbt project on DuckDB.
 
-``@dbt_assets`` needs the dbt manifest when it is defined. So that definitions load in a
-clean checkout too (tests, CI, ``dagster dev`` without ``make dev``), :func:`build` makes it
-when missing or stale (``dbt parse``, ~5 s once; a no-op afterwards) - when definitions are
-built, never at import. Every use case's dbt assets run with the one ``dbt`` resource of
-:func:`shared_resources` (one project, one warehouse file).
+Every use case gets its models from its declaration (staging, prediction outcomes, the
+labelled performance mart; see :mod:`ml_platform.defs.warehouse.generate`) plus the ones its
+folder ships. ``@dbt_assets`` needs the dbt manifest when it is defined. So that definitions
+load in a clean checkout too (tests, CI, ``dagster dev`` without ``make dev``), :func:`build`
+generates the models and makes the manifest when missing or stale (``dbt parse``, ~5 s
+once; a no-op afterwards) - when definitions are built, never at import. Every use case's
+dbt assets run with the one ``dbt`` resource of :func:`shared_resources` (one project, one
+warehouse file).
 """
 
 from typing import Any
 
 import dagster as dg
 
-from ml_platform.defs.context import StageContext, flagship_only
+from ml_platform.defs.context import StageContext
 from ml_platform.settings import Settings
-
-
-def unsupported(ctx: StageContext) -> str | None:
-    """The dbt project's sources and models name the flagship's lake tables and columns."""
-    return flagship_only(ctx, "the dbt sources and models (dbt_project/models)")
 
 
 def build(ctx: StageContext) -> dg.Definitions:

@@ -5,7 +5,9 @@ Outside ``dagster dev`` the manifest must exist before ``@dbt_assets`` is define
 older than any project file. ``ml-platform prepare`` (``make dev``, the demo) calls it, and
 building the warehouse definitions calls it too, so a clean checkout still loads (~5 s once).
 It also re-parses when the dbt environment (warehouse and lake paths, target) changed, so the
-saved partial parse matches and each ``dbt build`` skips its own full parse.
+saved partial parse matches and each ``dbt build`` skips its own full parse. Before that,
+:func:`generate_use_case_models` writes every use case's models from its declaration
+(``ml_platform.defs.warehouse.generate``): a changed declaration makes the manifest stale.
 """
 
 from __future__ import annotations
@@ -41,9 +43,22 @@ def manifest_is_stale(settings: Settings | None = None) -> bool:
     )
 
 
-def prepare_dbt_manifest(force: bool = False, settings: Settings | None = None) -> Path:
-    """Run ``dbt parse`` if the manifest is missing or stale; return the manifest path."""
+def generate_use_case_models(settings: Settings | None = None) -> list[Path]:
+    """Write the models of every use case of ``settings`` (unchanged files are kept)."""
+    from ml_platform.defs.warehouse.generate import generate_models
+    from ml_platform.use_cases import load_use_cases
+    from ml_platform.use_cases.loader import use_case_roots
+
     settings = settings or get_settings()
+    use_cases = load_use_cases(use_case_roots(settings.use_case_dirs)).values()
+    return generate_models(use_cases, settings.label_delay_days)
+
+
+def prepare_dbt_manifest(force: bool = False, settings: Settings | None = None) -> Path:
+    """Generate the use cases' models, then run ``dbt parse`` if the manifest is missing or
+    stale; return the manifest path."""
+    settings = settings or get_settings()
+    generate_use_case_models(settings)
     if force or manifest_is_stale(settings):
         with dbt_environment(settings) as env:
             # dagster-dbt's preparer guards against concurrent parses (code servers).

@@ -24,7 +24,7 @@ with validated as (
 
 quarantined as (
     select cast("date" as date) as tx_date, count(*) as n_quarantined
-    from {{ source('lake', 'quarantined_transactions') }}
+    from {{ source('fraud_lake', 'quarantined_transactions') }}
     where "date" between {{ partition_start() }} and {{ partition_end() }}
     group by 1
 ),
