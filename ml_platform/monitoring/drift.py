@@ -2,9 +2,9 @@
 
 The day's features (and the champion's scores on them) are compared with the champion's
 training reference. Evidently picks the test per column from the data (normalised
-Wasserstein distance for large numerical samples, K-S p-value for small ones, Jensen-Shannon
+Wasserstein metric for large numerical samples, K-S p-value for small ones, Jensen-Shannon
 or chi-square for categorical columns), and the meaning of the score depends on the test: a
-distance drifts when it is at or above the threshold, a p-value when it is below. The method
+divergence drifts when it is at or above the threshold, a p-value when it is below. The method
 is read from every column's result, never assumed.
 
 Evidently takes ~8 s to import, so it is imported inside :func:`compute_drift` only.
@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 #: Evidently tests whose value is a p-value (drift when the value is BELOW the threshold).
-#: Every other registered test returns a distance (drift when AT or ABOVE the threshold).
+#: Every other registered test returns a divergence (drift when AT or ABOVE the threshold).
 P_VALUE_METHODS = frozenset(
     {
         "K-S p_value",

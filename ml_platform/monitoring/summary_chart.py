@@ -1,8 +1,9 @@
 """The monitoring summary chart: one PNG the Dagster UI shows next to the summary asset.
 
 Four panels: prediction volume per day, the score distribution, the share of drifted
-features over time (with the alert threshold) and labeled average precision over time per
-model version. matplotlib is imported here only, with the non-interactive Agg backend.
+features over time (with the alert threshold) and the use case's primary metric on matured
+labels over time per model version. matplotlib is imported here only, with the
+non-interactive Agg backend.
 """
 
 from __future__ import annotations
@@ -22,12 +23,17 @@ def plot_summary(
     performance: pd.DataFrame,
     drift_threshold: float,
     title: str = "ml_platform monitoring",
+    metric: str = "average_precision",
+    metric_label: str = "average precision",
+    score_label: str = "fraud probability",
+    probability: bool = True,
 ) -> Path:
     """Write the 2x2 summary chart to ``path``.
 
     ``volume``: columns day, source, n; ``drift``: day, drift_share;
-    ``performance``: tx_date, model_version, source, average_precision.
-    Any of them may be empty (the panel then says so).
+    ``performance``: tx_date, model_version, source and the ``metric`` column. Any of them
+    may be empty (the panel then says so). ``probability``: scores (and the metric) lie in
+    [0, 1]; a regression's predicted values and errors are plotted on their own scale.
     """
     import matplotlib
 
@@ -47,9 +53,10 @@ def plot_summary(
 
     scores = np.asarray(scores, dtype=float)
     if len(scores):
-        ax_score.hist(scores, bins=50, range=(0.0, 1.0), color="tab:purple")
+        bounds = (0.0, 1.0) if probability else None
+        ax_score.hist(scores, bins=50, range=bounds, color="tab:purple")
         ax_score.set_yscale("log")
-        ax_score.set_xlabel("fraud probability")
+        ax_score.set_xlabel(score_label)
     _finish(ax_score, f"score distribution (n={len(scores)})", len(scores) == 0)
 
     if len(drift):
@@ -59,18 +66,20 @@ def plot_summary(
         ax_drift.legend(fontsize=8)
     _finish(ax_drift, "share of drifted features", drift.empty)
 
-    perf = performance.dropna(subset=["average_precision"]) if len(performance) else performance
+    usable = len(performance) and metric in performance.columns
+    perf = performance.dropna(subset=[metric]) if usable else performance.iloc[0:0]
     if len(perf):
         for (version, source), g in perf.groupby(["model_version", "source"]):
             ax_ap.plot(
                 pd.to_datetime(g["tx_date"]),
-                g["average_precision"],
+                g[metric],
                 marker=".",
                 label=f"v{version} {source}",
             )
-        ax_ap.set_ylim(0, 1)
+        if probability:
+            ax_ap.set_ylim(0, 1)
         ax_ap.legend(fontsize=8)
-    _finish(ax_ap, "average precision on matured labels", perf.empty)
+    _finish(ax_ap, f"{metric_label} on matured labels", perf.empty)
 
     fig.suptitle(title)
     for ax in (ax_vol, ax_drift, ax_ap):

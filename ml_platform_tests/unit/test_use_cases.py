@@ -949,7 +949,10 @@ def test_use_cases_text_and_a_broken_folder(tmp_path: Path, capsys, settings_env
 
 
 #: Dagster stages every use case runs (their builders read only the declaration).
-DAGSTER_GENERIC_STAGES = ("ingestion", "features", "training", "serving")
+DAGSTER_GENERIC_STAGES = ("ingestion", "warehouse", "features", "training", "serving", "monitoring")
+#: Monitoring modules every use case runs through (``ml_platform/monitoring/<name>.py``).
+MONITORING_GENERIC = ("monitored", "drift", "performance", "skew", "daily", "summary")
+MONITORING_GENERIC += ("summary_chart", "system")
 
 
 def test_core_modules_name_no_column_of_a_use_case() -> None:
@@ -985,12 +988,60 @@ def test_core_modules_name_no_column_of_a_use_case() -> None:
         *(package / "defs" / stage / "__init__.py" for stage in DAGSTER_GENERIC_STAGES),
         *(package / "training" / f"{m}.py" for m in ("workflow", "registry")),
         package / "serving" / "scoring.py",
+        *(package / "monitoring" / f"{m}.py" for m in MONITORING_GENERIC),
+        *(package / "defs" / "warehouse" / f"{m}.py" for m in ("generate", "project", "dbt_env")),
     ]
     assert {p.name for p in core} >= {"spec.py", "loader.py", "derive.py", "feature_port.py"}
     assert {"base.py", "sqlite.py", "redis.py"} <= {p.name for p in core}
     assert {contract.TRANSACTION_ID, contract.TX_DATETIME, contract.TX_FRAUD} <= columns
     hits = [f"{p.name}:{line}: {name}" for p in core for line, name in _named(p, pattern)]
     assert hits == []
+
+
+def _column_pattern() -> re.Pattern[str]:
+    """Every column of every shipped use case (and its label), as whole words."""
+    columns: set[str] = set()
+    for uc in load_use_cases([PACKAGE_ROOT]).values():
+        columns |= {*uc.columns, uc.spec.label.column}
+    return re.compile(r"\b(" + "|".join(map(re.escape, sorted(columns))) + r")\b")
+
+
+def dbt_core_files(project: Path) -> list[Path]:
+    """The dbt project's own files (SQL, YAML, docs): the models generated per use case
+    (``models/use_cases/``, never committed) and dbt's output folders left out."""
+    from ml_platform.defs.warehouse.generate import GENERATED_DIR
+
+    skipped = (project / GENERATED_DIR, project / "target", project / "logs")
+    return sorted(
+        p
+        for p in project.rglob("*")
+        if p.suffix in {".sql", ".yml", ".yaml", ".md"}
+        and not any(p.is_relative_to(s) for s in skipped)
+    )
+
+
+def test_dbt_project_names_no_column_of_a_use_case(tmp_path: Path) -> None:
+    """No committed file of ``dbt_project/`` names a column of any use case: the models
+    every use case gets are macros called with the declaration's columns, a use case's own
+    models live in its folder. The scan finds a column written anywhere (SQL or YAML)."""
+    from ml_platform.defs.warehouse.dbt_env import DBT_PROJECT_DIR
+
+    pattern = _column_pattern()
+    files = dbt_core_files(DBT_PROJECT_DIR)
+    assert {p.name for p in files} >= {"use_case_models.sql", "dbt_project.yml", "profiles.yml"}
+    hits = [
+        f"{p.relative_to(DBT_PROJECT_DIR)}:{n}: {m.group(0)}"
+        for p in files
+        for n, line in enumerate(p.read_text().splitlines(), 1)
+        for m in pattern.finditer(line)
+    ]
+    assert hits == []
+    # the scan is real: a model naming a fraud or a flights column is found
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "bad.sql").write_text("select customer_id from x\n")
+    (tmp_path / "models" / "bad.yml").write_text("columns: [{name: dep_delay}]\n")
+    found = {m.group(0) for p in dbt_core_files(tmp_path) for m in pattern.finditer(p.read_text())}
+    assert found == {"customer_id", "dep_delay"}
 
 
 #: Tokens holding text: strings (and, from Python 3.12, an f-string's literal parts), comments.

@@ -1,19 +1,15 @@
 """Dagster definitions for the monitoring stage (group "<name>_monitoring").
 
-Drift, serving skew, labeled performance and the summary; the dbt models
-``fct_prediction_outcomes`` / ``mart_model_performance_daily`` live in the warehouse's dbt
-project. Sensors and the daily schedule are in ``ml_platform/defs/automation``.
+Drift, serving skew, labeled performance and the summary of one use case; its dbt models
+``fct_prediction_outcomes`` / ``mart_model_performance_daily`` (asset keys
+``<name>_fct_prediction_outcomes`` ...) are generated with the warehouse's. Sensors and the
+daily schedule are in ``ml_platform/defs/automation``.
 """
 
 import dagster as dg
 
 from ml_platform.defs import names
-from ml_platform.defs.context import StageContext, flagship_only
-
-
-def unsupported(ctx: StageContext) -> str | None:
-    """Drift, skew and performance read the flagship's lake tables, dbt marts and metrics."""
-    return flagship_only(ctx, "the prediction log, the dbt marts and the binary metrics")
+from ml_platform.defs.context import StageContext
 
 
 def build(ctx: StageContext) -> dg.Definitions:
