@@ -191,26 +191,17 @@ def test_an_unknown_use_case_is_a_clear_error() -> None:
 
 #: Stages that read the flagship's own tables (dbt sources, monitoring, the edge export, the
 #: sensors over them): a second use case is built without them.
+#: fraud's own dbt models (its folder's) and the edge package: no other use case has them
 FLAGSHIP_ONLY_ASSETS = {
-    "fraud_stg_transactions",
     "fraud_dim_customers",
     "fraud_dim_terminals",
     "fraud_fct_daily_transactions",
-    "fraud_fct_prediction_outcomes",
-    "fraud_mart_model_performance_daily",
     "fraud_edge_package",
-    "fraud_online_predictions",
-    "fraud_drift_report",
-    "fraud_serving_skew",
-    "fraud_model_performance",
-    "fraud_monitoring_summary",
 }
 FLAGSHIP_ONLY_JOBS = {
     "fraud_spine_job",
     "fraud_daily_pipeline_job",
     "fraud_edge_job",
-    "fraud_monitoring_job",
-    "fraud_labeled_performance_job",
 }
 
 
@@ -230,8 +221,10 @@ def test_two_use_cases_build_side_by_side_without_a_shared_name(settings_env, tm
     graph = both.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
     churn = {k.replace("fraud_", "churn_", 1) for k in FRAUD_ASSETS - FLAGSHIP_ONLY_ASSETS}
+    # its staging model is generated under the base name (fraud keeps stg_transactions)
+    churn = churn - {"churn_stg_transactions"} | {"churn_stg_events"}
     assert keys == FRAUD_ASSETS | churn
-    churn_groups = {"churn_ingestion", "churn_features", "churn_training", "churn_serving"}
+    churn_groups = {g.replace("fraud_", "churn_", 1) for g in FRAUD_GROUPS}
     assert {graph.get(k).group_name for k in graph.get_all_asset_keys()} == (
         FRAUD_GROUPS | churn_groups
     )
@@ -247,5 +240,5 @@ def test_two_use_cases_build_side_by_side_without_a_shared_name(settings_env, tm
     assert validated.metadata["ml_platform/lake_table"] == "churn_validated_events"
     ctx = StageContext(get_use_case("churn", use_case_roots(s.use_case_dirs)), s)
     left_out = {stage for stage in STAGES if unsupported_reason(stage, ctx)}
-    assert left_out == {names.WAREHOUSE, names.MONITORING, names.AUTOMATION}
-    assert "flagship" in unsupported_reason(names.WAREHOUSE, ctx)
+    assert left_out == {names.AUTOMATION}
+    assert "flagship" in unsupported_reason(names.AUTOMATION, ctx)
