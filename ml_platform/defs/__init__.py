@@ -39,8 +39,7 @@ DAGSTER_USE_CASES: tuple[str, ...] = ("fraud", "flights")
 #: ``shared_resources(settings) -> dict`` (resources every use case's assets share, added once)
 #: and ``unsupported(ctx) -> str | None``: why the stage cannot run for that use case yet (it
 #: is then left out of its definitions, and the reason logged), None when it can.
-#: Today the warehouse (dbt models over the flagship's lake tables), monitoring and
-#: automation (its sensors read monitoring) are the flagship's only.
+#: Today automation (the daily job and the retraining sensor) is the flagship's only.
 STAGES = (
     names.INGESTION,
     names.WAREHOUSE,

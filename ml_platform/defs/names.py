@@ -39,6 +39,9 @@ MONITORING_SUMMARY = "monitoring_summary"
 DBT_STAGING = "stg_events"
 DBT_PREDICTION_OUTCOMES = "fct_prediction_outcomes"
 DBT_PERFORMANCE_MART = "mart_model_performance_daily"
+#: dbt sources of a use case (``<name>_lake``: its events; ``<name>_monitoring``: its predictions)
+DBT_LAKE_SOURCE = "lake"
+DBT_MONITORING_SOURCE = "monitoring"
 #: The warehouse's day column: the daily lake partition a row belongs to (every use case)
 WAREHOUSE_DAY = "tx_date"
 

@@ -43,16 +43,6 @@ EXTERNAL_LOCATION = (
 )
 
 
-def lake_source(use_case: str) -> str:
-    """The dbt source of a use case's validated and quarantined events."""
-    return f"{use_case}_lake"
-
-
-def monitoring_source(use_case: str) -> str:
-    """The dbt source of a use case's batch and online predictions."""
-    return f"{use_case}_monitoring"
-
-
 def selection(use_case: str) -> str:
     """The dbt selection of one use case's models (its generated folder)."""
     return f"path:{(GENERATED_DIR / use_case).as_posix()}"
@@ -113,7 +103,7 @@ def _models_sql(uc: UseCase, settings_delay: int) -> dict[str, str]:
         + _incremental()
         + _call(
             "staging_model",
-            lake_source(uc.name),
+            uc.qualified(names.DBT_LAKE_SOURCE),
             names.lake_table(names.VALIDATED_EVENTS, uc.name),
             _staging_columns(uc),
             day,
@@ -123,7 +113,7 @@ def _models_sql(uc: UseCase, settings_delay: int) -> dict[str, str]:
         + _call(
             "prediction_outcomes_model",
             staging,
-            monitoring_source(uc.name),
+            uc.qualified(names.DBT_MONITORING_SOURCE),
             tables,
             s.event_id.column,
             SQL_TYPES[s.event_id.type],
@@ -244,7 +234,7 @@ def _sources(uc: UseCase) -> dict[str, Any]:
         "version": 2,
         "sources": [
             {
-                "name": lake_source(uc.name),
+                "name": uc.qualified(names.DBT_LAKE_SOURCE),
                 "description": f"The Parquet lake of {uc.name}, one hive folder per day, read "
                 "in place by DuckDB.",
                 "config": location,
@@ -254,7 +244,7 @@ def _sources(uc: UseCase) -> dict[str, Any]:
                 ],
             },
             {
-                "name": monitoring_source(uc.name),
+                "name": uc.qualified(names.DBT_MONITORING_SOURCE),
                 "description": f"Predictions of {uc.name}'s models, batch and online.",
                 "config": location,
                 "tables": [
