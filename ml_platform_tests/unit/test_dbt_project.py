@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 from ml_platform import warehouse
 from ml_platform.data import contract as c
@@ -307,3 +308,49 @@ def test_ml_platform_dbt_build_builds_the_warehouse_of_the_data_dir(lake_world, 
         s.warehouse_path, "select n_quarantined from fct_daily_transactions order by tx_date"
     )
     assert fct["n_quarantined"].tolist() == [1, 1]
+
+
+# --- the models generated from a use case's declaration ------------------------------------
+
+
+def test_generated_models_follow_the_declaration_and_own_models_carry_the_name(tmp_path):
+    """A team's use case gets its staging, outcomes and mart as macro calls with its own
+    columns and names; its own dbt models are copied beside them, and one not named after
+    the use case fails naming the file (the warehouse is shared)."""
+    from ml_platform.defs.warehouse.generate import GENERATED_DIR, generate_models
+    from ml_platform.use_cases import load_use_case
+    from ml_platform.use_cases.loader import UseCaseError
+    from ml_platform_tests.unit.test_use_cases import write_case
+
+    folder = write_case(tmp_path / "team", "churn")
+    (folder / "dbt").mkdir()
+    (folder / "dbt" / "churn_daily.sql").write_text("select 1 as one\n")
+    churn = load_use_case(folder)
+    project = tmp_path / "project"
+    written = generate_models([churn], settings_delay=7, project_dir=project)
+    out = project / GENERATED_DIR / "churn"
+    assert {p.relative_to(out).as_posix() for p in written} == {
+        "_sources.yml",
+        "_models.yml",
+        "churn_stg_events.sql",
+        "churn_fct_prediction_outcomes.sql",
+        "churn_mart_model_performance_daily.sql",
+        "own/churn_daily.sql",
+    }
+    staging = (out / "churn_stg_events.sql").read_text()
+    assert '"churn_lake",\n    "churn_validated_events"' in staging
+    assert '["customer_id", "bigint"]' in staging and '["tx_fraud", "integer"]' in staging
+    outcomes = (out / "churn_fct_prediction_outcomes.sql").read_text()
+    assert '"is_churn"' in outcomes and "delay_days=7" in outcomes  # its decision, its delay
+    models = yaml.safe_load((out / "_models.yml").read_text())["models"]
+    stg_columns = {c["name"]: c.get("data_tests", []) for c in models[0]["columns"]}
+    assert stg_columns["transaction_id"][:2] == ["unique", "not_null"]
+    assert {"value_between": {"arguments": {"min_value": 0}}} in stg_columns["tx_amount"]
+    # unchanged declaration: nothing rewritten; a use case gone: its folder removed
+    assert generate_models([churn], settings_delay=7, project_dir=project) == []
+    generate_models([], settings_delay=7, project_dir=project)
+    assert not out.exists()
+
+    (folder / "dbt" / "daily.sql").write_text("select 1 as one\n")
+    with pytest.raises(UseCaseError, match=r"dbt/daily.sql: dbt model 'daily'.*'churn_'"):
+        generate_models([load_use_case(folder)], settings_delay=7, project_dir=project)
