@@ -33,53 +33,59 @@ def _ctx(**overrides: str):
     return StageContext(uc, get_settings(), resolve_settings(uc, env))
 
 
+def _labeled_days(ctx) -> pd.DataFrame:
+    """Flights' validated days with their features and labels, weather join included."""
+    from ml_platform.data.validation import validate_events, validate_side_rows
+    from ml_platform.features import build_features
+    from ml_platform.training.datasets import join_labels
+    from ml_platform.use_cases.flights import source
+
+    uc = ctx.use_case
+    events = [validate_events(source.load_day(d), d, uc)[0] for d in DAYS]
+    weather = [validate_side_rows(source.load_weather_day(d), d, "weather", uc)[0] for d in DAYS]
+    events = pd.concat(events, ignore_index=True)
+    side = {"weather": pd.concat(weather, ignore_index=True)}
+    return join_labels(build_features(events, use_case=uc, side_tables=side), events, use_case=uc)
+
+
+def _register_champion(ctx, labeled: pd.DataFrame):
+    """A ridge on the first days, validated on later ones, registered and promoted."""
+    from ml_platform.features import feature_set
+    from ml_platform.training import registry
+    from ml_platform.training.datasets import Windows, split
+    from ml_platform.training.metrics import validation_metrics
+    from ml_platform.training.models import CandidateSet, fit_baseline
+
+    uc, fs = ctx.use_case, feature_set(ctx.use_case)
+    w = Windows(DAYS[0], DAYS[1], DAYS[4], DAYS[5], ctx.run.label_delay_days)
+    train, valid = split(labeled, w, use_case=uc)
+    model = fit_baseline(train, fs.columns, use_case=uc)
+    m = validation_metrics(valid, model.score(valid), use_case=uc)
+    cands = CandidateSet(model, None, m, None, model, "test baseline", 15.0, m, "late")
+    info = registry.log_training_run(
+        cands, train, valid, w, model_name=ctx.model_name, use_case=uc, feature_version=fs.version
+    )
+    registry.promote(info.version, model_name=ctx.model_name, who="test", why="champion")
+    return model, registry.get_model_info("champion", model_name=ctx.model_name)
+
+
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     """Nine real March days of flights: features in the lake, a registered champion."""
-    from ml_platform.data.validation import validate_events, validate_side_rows
-    from ml_platform.features import build_features, feature_set
-    from ml_platform.training import registry
-    from ml_platform.training.datasets import Windows, join_labels, split
-    from ml_platform.training.metrics import validation_metrics
-    from ml_platform.training.models import CandidateSet, fit_baseline
-    from ml_platform.use_cases.flights import source
+    from ml_platform.features import feature_set
 
-    root = tmp_path_factory.mktemp("automation_generic")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("ML_PLATFORM_DATA_DIR", str(root / "data"))
+        mp.setenv("ML_PLATFORM_DATA_DIR", str(tmp_path_factory.mktemp("flights") / "data"))
         get_settings.cache_clear()
         ctx = _ctx()
-        uc, s = ctx.use_case, ctx.settings
-        events = pd.concat(
-            [validate_events(source.load_day(d), d, uc)[0] for d in DAYS], ignore_index=True
-        )
-        weather = pd.concat(
-            [validate_side_rows(source.load_weather_day(d), d, "weather", uc)[0] for d in DAYS],
-            ignore_index=True,
-        )
-        feats = build_features(events, use_case=uc, side_tables={"weather": weather})
-        labeled = join_labels(feats, events, use_case=uc)
-        time = uc.spec.event_schema.event_time
+        labeled = _labeled_days(ctx)
+        time = ctx.use_case.spec.event_schema.event_time
+        table = ctx.table(names.EVENT_FEATURES)
         for day, frame in labeled.groupby(labeled[time].dt.date):
-            lake.write_partition(frame, s.lake_dir, ctx.table(names.EVENT_FEATURES), day)
-        w = Windows(DAYS[0], DAYS[1], DAYS[4], DAYS[5], ctx.run.label_delay_days)
-        train, valid = split(labeled, w, use_case=uc)
-        cols = feature_set(uc).columns
-        model = fit_baseline(train, cols, use_case=uc)
-        m = validation_metrics(valid, model.score(valid), use_case=uc)
-        cands = CandidateSet(model, None, m, None, model, "test baseline", 15.0, m, "late")
-        info = registry.log_training_run(
-            cands,
-            train,
-            valid,
-            w,
-            model_name=ctx.model_name,
-            use_case=uc,
-            feature_version=feature_set(uc).version,
-        )
-        registry.promote(info.version, model_name=ctx.model_name, who="test", why="champion")
-        champion = registry.get_model_info("champion", model_name=ctx.model_name)
-        yield {"ctx": ctx, "labeled": labeled, "model": model, "info": champion, "cols": cols}
+            lake.write_partition(frame, ctx.settings.lake_dir, table, day)
+        model, info = _register_champion(ctx, labeled)
+        cols = feature_set(ctx.use_case).columns
+        yield {"ctx": ctx, "labeled": labeled, "model": model, "info": info, "cols": cols}
     get_settings.cache_clear()
 
 
@@ -129,6 +135,12 @@ def _write_drift(world, n_shifted: int):
     frame = daily.drift_frame(result, DAYS[-1])
     lake.write_partition(frame, ctx.settings.lake_dir, ctx.table(names.DRIFT_REPORT), DAYS[-1])
     return result
+
+
+def _started(instance, job: str) -> dg.DagsterRun:
+    """A run of ``job`` the instance sees as started."""
+    run = dg.DagsterRun(job_name=job, run_id=str(uuid.uuid4()), status=dg.DagsterRunStatus.STARTED)
+    return instance.add_run(run)
 
 
 def _evaluate(ctx, instance):
@@ -210,21 +222,9 @@ def test_its_drift_table_and_training_job_are_its_own(world, instance):
     )
 
     # fraud's training run does not block flights; flights' own does
-    fraud_run = instance.add_run(
-        dg.DagsterRun(
-            job_name="fraud_training_job",
-            run_id=str(uuid.uuid4()),
-            status=dg.DagsterRunStatus.STARTED,
-        )
-    )
+    fraud_run = _started(instance, "fraud_training_job")
     assert isinstance(_evaluate(_ctx(), instance), dg.RunRequest)
-    own = instance.add_run(
-        dg.DagsterRun(
-            job_name="flights_training_job",
-            run_id=str(uuid.uuid4()),
-            status=dg.DagsterRunStatus.STARTED,
-        )
-    )
+    own = _started(instance, "flights_training_job")
     try:
         blocked = _evaluate(_ctx(), instance)
         assert isinstance(blocked, dg.SkipReason)
