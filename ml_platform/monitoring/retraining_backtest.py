@@ -53,6 +53,7 @@ from ml_platform.features.definitions import DEFAULT_USE_CASE
 from ml_platform.monitoring.policy import Decision, MonitoringState, PolicyConfig, decide
 
 if TYPE_CHECKING:
+    from ml_platform.training.datasets import Roles
     from ml_platform.training.metrics import Metric
     from ml_platform.use_cases.loader import UseCase
 
@@ -181,7 +182,8 @@ class SimulatedDrift:
 @dataclass(frozen=True)
 class DeclaredSource:
     """A use case's own days from its declared source (package, simulator hook or daily
-    files), each validated as its partition (the valid rows kept, the rest counted)."""
+    files), each validated as its partition: only the valid rows are replayed, as only they
+    reach the features in the pipeline."""
 
     use_case: UseCase
 
@@ -254,7 +256,6 @@ class BacktestResult:
     png_path: Path | None = None
     csv_path: Path | None = None
     seconds: float = 0.0
-    metric: Metric | None = None
 
 
 def run_backtest(
@@ -401,13 +402,13 @@ def run_backtest(
         decision_rows, columns=["day", "policy", "retrain", "trigger", "reason", "promoted"]
     )
     summary = summarise(daily, decisions, cfg)
-    result = BacktestResult(daily, decisions, summary, seconds=time.perf_counter() - t0, metric=pm)
+    result = BacktestResult(daily, decisions, summary, seconds=time.perf_counter() - t0)
     if out_dir is not None:
         write_outputs(result, cfg, Path(out_dir))
     return result
 
 
-def _label_summary(y: np.ndarray, roles) -> float:
+def _label_summary(y: np.ndarray, roles: Roles) -> float:
     """The day's positives (binary) or mean label (regression), next to its metric."""
     if roles.task == "binary":
         return int(y.sum())

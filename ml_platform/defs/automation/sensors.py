@@ -17,16 +17,24 @@ Both are RUNNING by default, so ``make dev`` (UI + daemon) runs them. :func:`bui
 builds them for one use case: they watch its lake tables, its registered model and its jobs.
 """
 
+from __future__ import annotations
+
 import json
 import re
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
 
 from ml_platform.defs import names
 from ml_platform.defs.context import StageContext
 from ml_platform.defs.metadata import finite_or_none
+
+if TYPE_CHECKING:
+    from ml_platform.monitoring.policy import MonitoringState, PolicyConfig
+    from ml_platform.settings import Settings
+    from ml_platform.use_cases.spec import ResolvedSettings
 
 _FILE = re.compile(r"^(\d{4}-\d{2}-\d{2})\.(parquet|csv)$")
 _ACTIVE = [
@@ -43,14 +51,14 @@ def training_in_progress(instance: dg.DagsterInstance, job_name: str) -> list[st
     return [r.dagster_run.run_id for r in records]
 
 
-def own_settings(ctx: StageContext):
+def own_settings(ctx: StageContext) -> Settings | ResolvedSettings:
     """Where ``ctx.use_case``'s retraining thresholds and performance window live: the
     platform's ``ML_PLATFORM_*`` settings for the flagship, its own ``<PREFIX>*`` otherwise
     (both name them alike)."""
     return ctx.settings if ctx.is_flagship else ctx.resolved
 
 
-def policy_config(ctx: StageContext):
+def policy_config(ctx: StageContext) -> PolicyConfig:
     """The retraining policy of ``ctx.use_case``: its thresholds and its primary metric."""
     from ml_platform.monitoring.policy import PolicyConfig
     from ml_platform.training.metrics import task_metrics
@@ -98,7 +106,9 @@ def recent_performance(ctx: StageContext, version: str) -> tuple[float | None, s
     return finite_or_none(full[column].iloc[-1]), str(full[perf.DAY].iloc[-1])
 
 
-def gather_state(ctx: StageContext, instance: dg.DagsterInstance, last_retrain_day: date | None):
+def gather_state(
+    ctx: StageContext, instance: dg.DagsterInstance, last_retrain_day: date | None
+) -> MonitoringState:
     """The policy's MonitoringState of ``ctx.use_case`` from the lake, the registry and the
     instance."""
     from ml_platform.monitoring.policy import MonitoringState
@@ -166,7 +176,7 @@ def _lake_days(lake_dir, table: str) -> list[str]:
     return lake.list_partitions(lake_dir, table)
 
 
-def watched_folder(ctx: StageContext) -> tuple[str, object]:
+def watched_folder(ctx: StageContext) -> tuple[str, Path | None]:
     """What the new-data sensor of ``ctx.use_case`` watches: its source kind and, for daily
     files, their folder (the flagship: ``ML_PLATFORM_SOURCE[_DIR]``; any other use case: its
     declared source and ``<PREFIX>SOURCE_DIR``)."""
