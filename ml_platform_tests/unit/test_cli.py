@@ -63,6 +63,23 @@ def test_backtest_retraining_names_the_bad_argument(argv, message, capsys) -> No
     assert not PROCESS_WORDS.search(err)
 
 
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--customers", "50"], "--customers: a simulator knob; use case flights replays its own"),
+        (["--seed", "3"], "--seed: a simulator knob"),
+        (["--weeks", "40"], "--weeks: the replay would end 2014-02-02, after the use case's last"),
+    ],
+)
+def test_backtest_retraining_of_flights_refuses_what_its_source_cannot_do(
+    argv, message, capsys, tmp_path
+) -> None:
+    out = tmp_path / "out"
+    assert main(["backtest-retraining", "--use-case", "flights", *argv, "--out", str(out)]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_mlflow_uri_is_the_store_and_artifact_folder_of_the_settings(settings_env, capsys):
     s = settings_env()
     assert main(["mlflow-uri"]) == 0
@@ -176,7 +193,6 @@ FLAGSHIP_ONLY_CALLS = {
         "out",
     ],
     "export-edge": ["export-edge", "edge_pkg"],
-    "backtest-retraining": ["backtest-retraining"],
 }
 
 

@@ -20,7 +20,9 @@ DAY = date(2025, 5, 10)
 
 
 def state(**kw) -> MonitoringState:
-    base = dict(as_of=DAY, drift_share=0.1, recent_ap=0.70, reference_ap=0.72, new_labeled_days=3)
+    base = dict(
+        as_of=DAY, drift_share=0.1, recent_metric=0.70, reference_metric=0.72, new_labeled_days=3
+    )
     return MonitoringState(**(base | kw))
 
 
@@ -36,7 +38,7 @@ def test_quiet_day_skips_with_the_numbers_compared():
     ("overrides", "trigger"),
     [
         ({"drift_share": 0.31}, "drift"),
-        ({"recent_ap": 0.60}, "performance"),
+        ({"recent_metric": 0.60}, "performance"),
         ({"new_labeled_days": 14}, "new_labels"),
         ({"has_champion": False, "new_labeled_days": 5}, "no_champion"),
     ],
@@ -61,10 +63,10 @@ def test_performance_boundary_is_strict_on_both_sides():
     0.72 - 0.67 the float drop is 0.04999..., below the margin whatever the comparison.
     """
     cfg = dataclasses.replace(CFG, performance_margin=0.25)
-    exact = state(reference_ap=0.75, recent_ap=0.5)
-    assert exact.reference_ap - exact.recent_ap == cfg.performance_margin
+    exact = state(reference_metric=0.75, recent_metric=0.5)
+    assert exact.reference_metric - exact.recent_metric == cfg.performance_margin
     assert not decide(exact, cfg).retrain  # drop == margin is not > margin
-    below = decide(state(reference_ap=0.75, recent_ap=math.nextafter(0.5, 0.0)), cfg)
+    below = decide(state(reference_metric=0.75, recent_metric=math.nextafter(0.5, 0.0)), cfg)
     assert (below.retrain, below.trigger) == (True, "performance")
 
 
@@ -82,7 +84,7 @@ def test_cooldown_after_a_recent_trigger():
 
 
 def test_unmeasured_signals_never_trigger():
-    d = decide(state(drift_share=None, recent_ap=None, reference_ap=None), CFG)
+    d = decide(state(drift_share=None, recent_metric=None, reference_metric=None), CFG)
     assert not d.retrain
     assert "n/a" in d.reason
 

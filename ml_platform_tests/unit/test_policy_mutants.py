@@ -43,7 +43,7 @@ def test_each_rule_reports_its_exact_reason():
             Decision(True, "drift", "2025-05-10: drifted feature share 0.457 > threshold 0.300"),
         ),
         (
-            _state(recent_ap=0.6, reference_ap=0.72),
+            _state(recent_metric=0.6, reference_metric=0.72),
             Decision(
                 True,
                 "performance",
@@ -69,7 +69,7 @@ def test_each_rule_reports_its_exact_reason():
             ),
         ),
         (
-            _state(drift_share=None, recent_ap=None, reference_ap=None),
+            _state(drift_share=None, recent_metric=None, reference_metric=None),
             Decision(
                 False,
                 "none",
@@ -104,22 +104,22 @@ def test_first_model_needs_one_labeled_day_and_ignores_other_signals():
 
 def test_a_drop_equal_to_the_margin_does_not_trigger():
     cfg = PolicyConfig(performance_margin=0.25)
-    assert decide(_state(recent_ap=0.5, reference_ap=0.75), cfg).trigger == "none"
-    assert decide(_state(recent_ap=0.4375, reference_ap=0.75), cfg).trigger == "performance"
+    assert decide(_state(recent_metric=0.5, reference_metric=0.75), cfg).trigger == "none"
+    assert decide(_state(recent_metric=0.4375, reference_metric=0.75), cfg).trigger == "performance"
 
 
 def test_a_missing_ap_side_never_triggers_performance():
-    only_recent = decide(_state(recent_ap=0.1, reference_ap=None), CFG)
-    only_reference = decide(_state(recent_ap=None, reference_ap=0.9), CFG)
+    only_recent = decide(_state(recent_metric=0.1, reference_metric=None), CFG)
+    only_reference = decide(_state(recent_metric=None, reference_metric=0.9), CFG)
     assert only_recent.trigger == only_reference.trigger == "none"
     assert "labeled AP 0.100 vs reference n/a" in only_recent.reason
     assert "labeled AP n/a vs reference 0.900" in only_reference.reason
 
 
 def test_drift_wins_over_performance_and_new_labels():
-    d = decide(_state(drift_share=0.5, recent_ap=0.1, new_labeled_days=30), CFG)
+    d = decide(_state(drift_share=0.5, recent_metric=0.1, new_labeled_days=30), CFG)
     assert d.trigger == "drift"
-    p = decide(_state(recent_ap=0.1, new_labeled_days=30), CFG)
+    p = decide(_state(recent_metric=0.1, new_labeled_days=30), CFG)
     assert p.trigger == "performance"
 
 

@@ -990,6 +990,8 @@ def test_core_modules_name_no_column_of_a_use_case() -> None:
         package / "serving" / "scoring.py",
         *(package / "monitoring" / f"{m}.py" for m in MONITORING_GENERIC),
         *(package / "defs" / "warehouse" / f"{m}.py" for m in ("generate", "project", "dbt_env")),
+        *(package / "monitoring" / f"{m}.py" for m in ("policy", "retraining_backtest")),
+        *sorted((package / "defs" / "automation").glob("*.py")),
     ]
     assert {p.name for p in core} >= {"spec.py", "loader.py", "derive.py", "feature_port.py"}
     assert {"base.py", "sqlite.py", "redis.py"} <= {p.name for p in core}

@@ -2,13 +2,24 @@
 
 import dagster as dg
 
-from ml_platform.defs.context import StageContext, flagship_only
+from ml_platform.defs import names
+from ml_platform.defs.context import StageContext
+
+#: Stages the automation stage needs: the daily job spans them, the retraining sensor reads
+#: monitoring's drift and performance tables.
+NEEDS = (names.WAREHOUSE, names.MONITORING)
 
 
 def unsupported(ctx: StageContext) -> str | None:
-    """The daily job spans the warehouse and monitoring; the retraining sensor reads
-    monitoring's drift and performance: both exist for the flagship only."""
-    return flagship_only(ctx, "the warehouse and monitoring stages' assets")
+    """The reason of the first stage it needs that is not built for ``ctx.use_case`` (so
+    automation turns on by itself once they are), or None."""
+    from ml_platform.defs import unsupported_reason
+
+    for stage in NEEDS:
+        reason = unsupported_reason(stage, ctx)
+        if reason is not None:
+            return f"needs the {stage} stage, left out: {reason}"
+    return None
 
 
 def build(ctx: StageContext) -> dg.Definitions:

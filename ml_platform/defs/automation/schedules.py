@@ -49,6 +49,7 @@ def build_schedules(ctx: StageContext) -> list[dg.ScheduleDefinition]:
     """The daily schedule of ``ctx.use_case`` (its daily pipeline job, yesterday's day)."""
     job_name = ctx.name(names.DAILY_PIPELINE_JOB)
     partitions = ctx.partitions
+    prefix = "ML_PLATFORM_" if ctx.is_flagship else ctx.use_case.env_prefix
 
     @dg.schedule(
         name=ctx.name(names.DAILY_PIPELINE_SCHEDULE),
@@ -65,7 +66,7 @@ def build_schedules(ctx: StageContext) -> list[dg.ScheduleDefinition]:
         if day not in keys:
             return dg.SkipReason(
                 f"{day} is outside the partition range {keys[0]}..{keys[-1]} "
-                "(ML_PLATFORM_START_DATE / ML_PLATFORM_END_DATE)"
+                f"({prefix}START_DATE / {prefix}END_DATE)"
             )
         return dg.RunRequest(run_key=day, partition_key=day)
 

@@ -1,12 +1,15 @@
 """Sensors: start runs when something happened (new data file, drift, performance drop).
 
-* ``<name>_new_data_sensor`` watches the external-files source (``settings.source_dir``): a new or
-  changed daily file ``YYYY-MM-DD.parquet|csv`` inside the partition range starts the daily
-  pipeline for that partition (run key = file + mtime, so a file starts one run).
-* ``<name>_retraining_sensor`` gathers the monitoring state (latest drift share, trailing labeled
-  AP of the champion vs its validation AP, labeled days newer than its training data, runs
-  of the training job in progress) and applies :func:`ml_platform.monitoring.policy.decide`
-  - the same function the retraining-policy backtest replays. Every evaluation logs its
+* ``<name>_new_data_sensor`` watches the use case's external-files source (its source
+  folder): a new or changed daily file ``YYYY-MM-DD.parquet|csv`` inside the partition range
+  starts the daily pipeline for that partition (run key = file + mtime, so a file starts one
+  run).
+* ``<name>_retraining_sensor`` gathers the monitoring state (latest drift share, the
+  champion's trailing labeled primary metric - fraud: AP, flights: MAE - vs the one recorded
+  on its validation window, labeled days newer than its training data, runs of the training
+  job in progress) from the use case's own lake tables, registered model and jobs, and
+  applies :func:`ml_platform.monitoring.policy.decide` in the metric's direction - the same
+  function the retraining-policy backtest replays. Every evaluation logs its
   decision and reason; a run request carries the reason as tags; the cursor remembers the
   last triggered data day (cooldown).
 
@@ -14,15 +17,24 @@ Both are RUNNING by default, so ``make dev`` (UI + daemon) runs them. :func:`bui
 builds them for one use case: they watch its lake tables, its registered model and its jobs.
 """
 
+from __future__ import annotations
+
 import json
 import re
 from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
 
 from ml_platform.defs import names
 from ml_platform.defs.context import StageContext
 from ml_platform.defs.metadata import finite_or_none
+
+if TYPE_CHECKING:
+    from ml_platform.monitoring.policy import MonitoringState, PolicyConfig
+    from ml_platform.settings import Settings
+    from ml_platform.use_cases.spec import ResolvedSettings
 
 _FILE = re.compile(r"^(\d{4}-\d{2}-\d{2})\.(parquet|csv)$")
 _ACTIVE = [
@@ -39,23 +51,78 @@ def training_in_progress(instance: dg.DagsterInstance, job_name: str) -> list[st
     return [r.dagster_run.run_id for r in records]
 
 
-def gather_state(ctx: StageContext, instance: dg.DagsterInstance, last_retrain_day: date | None):
+def own_settings(ctx: StageContext) -> Settings | ResolvedSettings:
+    """Where ``ctx.use_case``'s retraining thresholds and performance window live: the
+    platform's ``ML_PLATFORM_*`` settings for the flagship, its own ``<PREFIX>*`` otherwise
+    (both name them alike)."""
+    return ctx.settings if ctx.is_flagship else ctx.resolved
+
+
+def policy_config(ctx: StageContext) -> PolicyConfig:
+    """The retraining policy of ``ctx.use_case``: its thresholds and its primary metric."""
+    from ml_platform.monitoring.policy import PolicyConfig
+    from ml_platform.training.metrics import task_metrics
+
+    return PolicyConfig.from_settings(own_settings(ctx), task_metrics(ctx.use_case).primary)
+
+
+def latest_drift(ctx: StageContext) -> tuple[float | None, str | None]:
+    """The drifted-feature share of the newest ``drift_report`` partition of ``ctx.use_case``
+    (its lake table: one row per column, ``kind`` feature or prediction), and its day."""
+    from ml_platform.data import lake
+
+    table = ctx.table(names.DRIFT_REPORT)
+    days = lake.list_partitions(ctx.settings.lake_dir, table)
+    if not days:
+        return None, None
+    frame = lake.read_partitions(ctx.settings.lake_dir, table, days[-1:])
+    drifted = frame.loc[frame["kind"] == "feature", "drifted"]
+    return (float(drifted.mean()) if len(drifted) else None), days[-1]
+
+
+def recent_performance(ctx: StageContext, version: str) -> tuple[float | None, str | None]:
+    """The champion ``version``'s primary metric pooled over the trailing labeled days of
+    its batch predictions (the ``model_performance`` table's ``trailing_<metric>`` column,
+    over a full window only), and the day it ends; (None, None) when not measured yet."""
+    import pandas as pd
+
+    from ml_platform.data import lake
+    from ml_platform.monitoring import performance as perf
+    from ml_platform.training.metrics import task_metrics
+
+    path = ctx.settings.lake_dir / ctx.table(names.MODEL_PERFORMANCE) / lake.FILE_NAME
+    column = f"trailing_{task_metrics(ctx.use_case).primary.name}"
+    if not path.exists():
+        return None, None
+    table = pd.read_parquet(path)
+    if column not in table.columns:
+        return None, None
+    mine = table[
+        (table[perf.MODEL_VERSION].astype(str) == version) & (table[perf.SOURCE] == "batch")
+    ].sort_values(perf.DAY)
+    full = mine[mine["trailing_days"] >= own_settings(ctx).performance_window_days]
+    if not len(full):
+        return None, None
+    return finite_or_none(full[column].iloc[-1]), str(full[perf.DAY].iloc[-1])
+
+
+def gather_state(
+    ctx: StageContext, instance: dg.DagsterInstance, last_retrain_day: date | None
+) -> MonitoringState:
     """The policy's MonitoringState of ``ctx.use_case`` from the lake, the registry and the
     instance."""
-    from ml_platform.monitoring import daily
     from ml_platform.monitoring.policy import MonitoringState
-    from ml_platform.monitoring.summary import read_performance
     from ml_platform.training.datasets import matured_until
+    from ml_platform.training.metrics import task_metrics
 
-    s = ctx.settings
-    feature_days = _lake_days(s.lake_dir, ctx.table(names.EVENT_FEATURES))
-    as_of = date.fromisoformat(feature_days[-1]) if feature_days else s.start_date
+    run = ctx.run
+    feature_days = _lake_days(ctx.settings.lake_dir, ctx.table(names.EVENT_FEATURES))
+    as_of = date.fromisoformat(feature_days[-1]) if feature_days else run.start_date
     running = bool(training_in_progress(instance, ctx.name(names.TRAINING_JOB)))
     info = _champion_info(ctx.model_name)
-    drift = daily.read_drift_history(s)
-    drift_share = float(drift["drift_share"].iloc[-1]) if len(drift) else None
-    extra = {"drift_day": str(drift["day"].iloc[-1]) if len(drift) else None}
-    labeled_until = matured_until(as_of, s.label_delay_days)
+    drift_share, drift_day = latest_drift(ctx)
+    extra = {"drift_day": drift_day}
+    labeled_until = matured_until(as_of, run.label_delay_days)
     if info is None:
         labeled = [d for d in feature_days if date.fromisoformat(d) <= labeled_until]
         return MonitoringState(
@@ -68,25 +135,19 @@ def gather_state(ctx: StageContext, instance: dg.DagsterInstance, last_retrain_d
         )
     valid_end = _window_end(info.tags.get("valid_window", ""))
     new_days = max(0, (labeled_until - valid_end).days) if valid_end else 0
-    reference = finite_or_none(info.tags.get("valid_average_precision"))
-    recent = None
-    perf = read_performance(s)
-    if len(perf) and "trailing_average_precision" in perf.columns:
-        mine = perf[
-            (perf["model_version"].astype(str) == str(info.version)) & (perf["source"] == "batch")
-        ].sort_values("tx_date")
-        full = mine[mine["trailing_days"] >= s.performance_window_days]
-        if len(full):
-            recent = finite_or_none(full["trailing_average_precision"].iloc[-1])
-            extra["performance_day"] = str(full["tx_date"].iloc[-1])
+    primary = task_metrics(ctx.use_case).primary.name
+    reference = finite_or_none(info.tags.get(f"valid_{primary}"))
+    recent, performance_day = recent_performance(ctx, str(info.version))
+    if performance_day is not None:
+        extra["performance_day"] = performance_day
     extra["champion_version"] = str(info.version)
     return MonitoringState(
         as_of=as_of,
         has_champion=True,
         retraining_in_progress=running,
         drift_share=drift_share,
-        recent_ap=recent,
-        reference_ap=reference,
+        recent_metric=recent,
+        reference_metric=reference,
         new_labeled_days=new_days,
         last_retrain_day=last_retrain_day,
         extra=extra,
@@ -115,12 +176,25 @@ def _lake_days(lake_dir, table: str) -> list[str]:
     return lake.list_partitions(lake_dir, table)
 
 
+def watched_folder(ctx: StageContext) -> tuple[str, Path | None]:
+    """What the new-data sensor of ``ctx.use_case`` watches: its source kind and, for daily
+    files, their folder (the flagship: ``ML_PLATFORM_SOURCE[_DIR]``; any other use case: its
+    declared source and ``<PREFIX>SOURCE_DIR``)."""
+    if ctx.is_flagship:
+        return ctx.settings.source, ctx.settings.source_dir
+    return ctx.use_case.spec.source.default, ctx.resolved.source_dir
+
+
 def build_sensors(ctx: StageContext) -> list[dg.SensorDefinition]:
     """The retraining sensor and the new-data sensor of ``ctx.use_case``."""
+    from ml_platform.training.metrics import task_metrics
+
     s = ctx.settings
     training_job = ctx.name(names.TRAINING_JOB)
     daily_job = ctx.name(names.DAILY_PIPELINE_JOB)
     partitions = ctx.partitions
+    prefix = "ML_PLATFORM_" if ctx.is_flagship else ctx.use_case.env_prefix
+    metric = task_metrics(ctx.use_case).primary.short
 
     @dg.sensor(
         name=ctx.name(names.RETRAINING_SENSOR),
@@ -129,21 +203,22 @@ def build_sensors(ctx: StageContext) -> list[dg.SensorDefinition]:
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=(
             f"Starts {training_job} (train + register + promotion gate) when the "
-            "drifted-feature share exceeds ML_PLATFORM_DRIFT_SHARE_THRESHOLD, when the "
-            "champion's trailing labeled AP drops ML_PLATFORM_RETRAIN_PERFORMANCE_MARGIN below "
-            "its validation AP, or when ML_PLATFORM_RETRAIN_MIN_NEW_LABELED_DAYS labeled days "
-            "are newer than its training data; never while a training run is queued or "
-            "running; at most once per ML_PLATFORM_RETRAIN_MIN_DAYS_BETWEEN data days. Each "
-            "decision is logged with its reason."
+            f"drifted-feature share exceeds {prefix}DRIFT_SHARE_THRESHOLD, when the "
+            f"champion's trailing labeled {metric} is worse than its validation {metric} by "
+            f"more than {prefix}RETRAIN_PERFORMANCE_MARGIN, or when "
+            f"{prefix}RETRAIN_MIN_NEW_LABELED_DAYS labeled days are newer than its training "
+            "data; never while a training run is queued or running; at most once per "
+            f"{prefix}RETRAIN_MIN_DAYS_BETWEEN data days. Each decision is logged with its "
+            "reason."
         ),
     )
     def retraining_sensor(context: dg.SensorEvaluationContext):
-        from ml_platform.monitoring.policy import PolicyConfig, decide
+        from ml_platform.monitoring.policy import decide
 
         cursor = json.loads(context.cursor) if context.cursor else {}
         last = cursor.get("last_retrain_day")
         state = gather_state(ctx, context.instance, date.fromisoformat(last) if last else None)
-        decision = decide(state, PolicyConfig.from_settings(s))
+        decision = decide(state, policy_config(ctx))
         context.log.info(
             f"retraining decision: {'RUN' if decision.retrain else 'SKIP'} [{decision.trigger}] "
             f"{decision.reason}"
@@ -168,20 +243,22 @@ def build_sensors(ctx: StageContext) -> list[dg.SensorDefinition]:
         minimum_interval_seconds=s.sensor_interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=(
-            "External-files source (ML_PLATFORM_SOURCE=files): a new or changed daily file "
-            "YYYY-MM-DD.parquet|csv in ML_PLATFORM_SOURCE_DIR starts "
-            f"{daily_job} for that partition. Skips, saying why, with the simulator source."
+            "External-files source: a new or changed daily file YYYY-MM-DD.parquet|csv in "
+            f"{prefix}SOURCE_DIR starts {daily_job} for that partition. Skips, saying why, "
+            "when the source is not daily files."
         ),
     )
     def new_data_sensor(context: dg.SensorEvaluationContext):
-        if s.source != "files" or s.source_dir is None:
-            return dg.SkipReason(f"source is {s.source!r}: no external files to watch")
-        if not s.source_dir.exists():
-            return dg.SkipReason(f"source_dir {s.source_dir} does not exist yet")
+        kind, folder = watched_folder(ctx)
+        if kind != "files" or folder is None:
+            return dg.SkipReason(f"source is {kind!r}: no external files to watch")
+        folder = Path(folder)
+        if not folder.exists():
+            return dg.SkipReason(f"source_dir {folder} does not exist yet")
         seen: dict[str, float] = json.loads(context.cursor) if context.cursor else {}
         valid_keys = set(partitions.get_partition_keys())
         requests, outside = [], []
-        for path in sorted(s.source_dir.iterdir()):
+        for path in sorted(folder.iterdir()):
             m = _FILE.match(path.name)
             if m is None:
                 continue
