@@ -88,10 +88,9 @@ def recent_performance(ctx: StageContext, version: str) -> tuple[float | None, s
 
     from ml_platform.data import lake
     from ml_platform.monitoring import performance as perf
-    from ml_platform.training.metrics import task_metrics
 
     path = ctx.settings.lake_dir / ctx.table(names.MODEL_PERFORMANCE) / lake.FILE_NAME
-    column = f"trailing_{task_metrics(ctx.use_case).primary.name}"
+    column = perf.trailing_column(ctx.use_case)
     if not path.exists():
         return None, None
     table = pd.read_parquet(path)
