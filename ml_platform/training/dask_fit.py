@@ -13,6 +13,7 @@ was fitted.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
@@ -247,19 +248,35 @@ def fit_baseline(
 
 
 # --- LightGBM ------------------------------------------------------------------------------
+#: Validation windows held by this worker process for a running fit, by token.
+_WINDOWS: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+
+def _hold_window(token: str, x: np.ndarray, y: np.ndarray) -> None:
+    _WINDOWS[token] = (x, y)
+
+
 class ValidationStopper:
     """LightGBM callback: early stopping on the task's primary metric over the whole
     validation window, computed identically on every worker.
 
-    Each round adds the newest tree's raw output to the running validation scores (one tree
-    per round, so the cost is one prediction of the window in total)."""
+    ``data`` is ``(X, y)`` of the window, or the token under which every worker holds it
+    (:func:`_hold_window`: sent once, not in the task graph, and not a Dask key the
+    scheduler's memory manager could drop from a worker). Each round adds the
+    newest tree's raw output to the running validation scores (one tree per round: one
+    prediction of the window in all).
+    """
 
     order = 30  # after LightGBM's own evaluation and logging
     before_iteration = False
 
-    def __init__(self, x: np.ndarray, y: np.ndarray, metric: metrics.Metric, binary: bool):
-        self.x, self.y, self.metric, self.binary = x, y, metric, binary
+    def __init__(
+        self, data: tuple[np.ndarray, np.ndarray] | str, metric: metrics.Metric, binary: bool
+    ):
+        self.data, self.metric, self.binary = data, metric, binary
         self.patience = models.EARLY_STOPPING_ROUNDS
+        self.x: np.ndarray | None = None
+        self.y: np.ndarray | None = None
         self.raw: np.ndarray | None = None
         self.best_score = -np.inf
         self.best_iteration = 0
@@ -273,6 +290,11 @@ class ValidationStopper:
     def __call__(self, env: Any) -> None:
         from lightgbm.callback import EarlyStopException
 
+        if self.x is None:
+            if isinstance(self.data, tuple):
+                self.x, self.y = self.data
+            else:
+                self.x, self.y = _WINDOWS[self.data]
         tree = env.model.predict(
             self.x, raw_score=True, start_iteration=env.iteration, num_iteration=1
         )
@@ -309,10 +331,15 @@ def fit_lightgbm(
     p.pop("num_threads", None)  # lightgbm.dask uses each worker's threads
     meta = client.submit(lambda part: part.iloc[:0], parts[0]).result()
     frame = dd.from_delayed(parts, meta=meta, verify_meta=False)
-    stopper = ValidationStopper(models.matrix(valid, feature_columns), yv, task.primary, binary)
+    token = f"valid-{uuid.uuid4().hex}"
+    client.run(_hold_window, token, models.matrix(valid, feature_columns), yv)
+    stopper = ValidationStopper(token, task.primary, binary)
     estimator = lgb.DaskLGBMClassifier if binary else lgb.DaskLGBMRegressor
     model = estimator(client=client, n_estimators=models.MAX_ROUNDS, **p)
-    model.fit(frame[list(feature_columns)], frame[label], callbacks=[stopper])
+    try:
+        model.fit(frame[list(feature_columns)], frame[label], callbacks=[stopper])
+    finally:
+        client.run(_WINDOWS.pop, token, None)
     booster = model.to_local().booster_
     best = int(booster.best_iteration or booster.current_iteration())
     booster.best_iteration = best

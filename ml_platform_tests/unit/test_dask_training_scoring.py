@@ -145,7 +145,7 @@ def test_validation_stopper_stops_where_lightgbm_early_stopping_does(world):
     x, y = models.matrix(train, COLS), train["tx_fraud"].to_numpy()
     xv, yv = models.matrix(valid, COLS), valid["tx_fraud"].to_numpy()
     ap = metrics.task_metrics().primary
-    stopper = dask_fit.ValidationStopper(xv, yv, ap, binary=True)
+    stopper = dask_fit.ValidationStopper((xv, yv), ap, binary=True)
     ours = lgb.train(params, lgb.Dataset(x, y), models.MAX_ROUNDS, callbacks=[stopper])
     dtrain = lgb.Dataset(x, y)
     theirs = lgb.train(
