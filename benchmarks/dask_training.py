@@ -43,6 +43,18 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _imported_rss_mb() -> float:
+    """A worker's peak RSS once the training, scoring and monitoring code is imported."""
+    import lightgbm  # noqa: F401
+    import sklearn.linear_model  # noqa: F401
+
+    import ml_platform.monitoring.dask_gather  # noqa: F401
+    import ml_platform.serving.dask_scoring  # noqa: F401
+    import ml_platform.training.dask_fit  # noqa: F401
+
+    return _rss_mb()
+
+
 def prepare(data_dir: Path, customers: int, terminals: int) -> dict:
     """Full-scale lake: transactions and features of every day the windows need."""
     import pandas as pd
@@ -131,6 +143,7 @@ def main() -> None:
             dashboard_address=":0",
         )
         with cluster, Client(cluster) as client:
+            idle = max(client.run(_imported_rss_mb).values())
             t = time.perf_counter()
             on_dask = models.train_candidates(
                 train, valid, cols, threads=2, client=client, dask_min_rows=1
@@ -140,7 +153,12 @@ def main() -> None:
             out["dask"] |= {
                 "workers": 2,
                 "memory_limit": args.memory_limit,
-                "worker_peak_rss_mb": sorted(round(v) for v in peaks.values()),
+                "worker_idle_rss_mb": round(idle),
+                "worker_peak_rss_mb": sorted(round(v, 1) for v in peaks.values()),
+                # training rows a worker holds per GiB above its idle footprint
+                "train_rows_per_worker_per_gib": round(
+                    len(train) / len(peaks) / ((max(peaks.values()) - idle) / 1024)
+                ),
                 "lightgbm_ap_difference": round(
                     out["dask"]["lightgbm_valid_ap"] - out["local"]["lightgbm_valid_ap"], 4
                 ),
@@ -210,7 +228,7 @@ def main() -> None:
                 "performance_equal": bool(table.equals(local_table)),
             }
             out["dask"]["worker_peak_rss_mb_after_scoring"] = sorted(
-                round(v) for v in client.run(_rss_mb).values()
+                round(v, 1) for v in client.run(_rss_mb).values()
             )
     out["load_average_end"] = os.getloadavg()[0]
     print(json.dumps(out, indent=2))
