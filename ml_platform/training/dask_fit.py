@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import date
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -56,31 +54,6 @@ def scatter_frame(
         if b > a
     ]
     return client.scatter(chunks)
-
-
-def labeled_partitions(
-    client: Client,
-    lake_dir: Path,
-    days: Sequence[date],
-    *,
-    use_case: UseCase | None = None,
-    features_table: str = datasets.FEATURES_TABLE,
-    events_table: str = datasets.TRANSACTIONS_TABLE,
-) -> list[Future]:
-    """Features joined with labels, one partition per day, read from the lake by the
-    workers (nothing passes through this process)."""
-    return [
-        client.submit(
-            datasets.load_labeled,
-            lake_dir,
-            [day],
-            use_case=use_case,
-            features_table=features_table,
-            events_table=events_table,
-            key=f"labeled-{features_table}-{day}-{id(client)}",
-        )
-        for day in days
-    ]
 
 
 # --- the linear baseline -------------------------------------------------------------------
