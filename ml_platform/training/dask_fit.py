@@ -44,6 +44,8 @@ def scatter_frame(
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise ValueError(f"train.{missing[0]}: column required")
+    if frame.empty:
+        raise ValueError("train: no rows")
     n = n_parts or PARTS_PER_WORKER * max(1, len(client.scheduler_info()["workers"]))
     n = max(1, min(n, len(frame)))
     bounds = np.linspace(0, len(frame), n + 1).astype(int)

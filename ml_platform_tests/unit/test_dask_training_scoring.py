@@ -99,9 +99,11 @@ def test_ridge_baseline_on_dask_equals_scikit_learn(client):
     np.testing.assert_allclose(on_dask.score(frame), local.score(frame), rtol=1e-9, atol=1e-9)
 
 
-def test_a_train_column_missing_on_the_workers_is_named(client, world):
+def test_a_missing_train_column_or_an_empty_set_is_named(client, world):
     with pytest.raises(ValueError, match="train.tx_fraud: column required"):
         dask_fit.scatter_frame(client, world["train"].drop(columns="tx_fraud"), [*COLS, "tx_fraud"])
+    with pytest.raises(ValueError, match="train: no rows"):
+        dask_fit.scatter_frame(client, world["train"].iloc[:0], [*COLS, "tx_fraud"])
 
 
 def test_lightgbm_on_dask_stops_where_validation_peaks_and_ships_a_local_booster(client, world):
