@@ -80,6 +80,13 @@ class Settings(BaseSettings):
         description="Dask scheduler address (tcp://host:8786); when absent and compute='dask', "
         "the platform starts a LocalCluster.",
     )
+    dask_train_min_rows: int = Field(
+        1_000_000,
+        ge=1,
+        description="With compute='dask', training sets of at least this many rows are fitted "
+        "on the cluster (lightgbm.dask, the baseline by distributed Newton steps); smaller ones "
+        "in the run's process, where the cluster's set-up costs more than it saves.",
+    )
 
     online_store: Literal["sqlite", "redis"] = "sqlite"
     redis_url: str = "redis://127.0.0.1:6379/0"

@@ -12,7 +12,7 @@ validation F1-optimal threshold; a regression task returns the value and a decla
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -22,6 +22,9 @@ from ml_platform.training import metrics
 from ml_platform.training.datasets import Roles
 from ml_platform.use_cases.loader import UseCase
 from ml_platform.use_cases.spec import BASELINES
+
+if TYPE_CHECKING:
+    from distributed import Client
 
 BASELINE = BASELINES["binary"]
 REGRESSION_BASELINE = BASELINES["regression"]
@@ -255,25 +258,42 @@ def train_candidates(
     threads: int = 2,
     lgb_params: dict[str, Any] | None = None,
     use_case: UseCase | None = None,
+    client: Client | None = None,
+    dask_min_rows: int = 0,
 ) -> CandidateSet:
     """Fit the task's candidates, measure them on ``valid``, and pick the one that ships.
 
     ``margin_ap`` is the margin on the primary metric (average precision for fraud) by
-    which LightGBM must beat the baseline.
+    which LightGBM must beat the baseline. With a Dask ``client`` and at least
+    ``dask_min_rows`` training rows (the platform's ``dask_train_min_rows``), both are
+    fitted on the cluster (:mod:`ml_platform.training.dask_fit`) into the same local models.
     """
     uc = use_case or default_use_case()
     task = metrics.task_metrics(uc)
     pm = task.primary
     _labels(valid, "valid", task.roles)
-    baseline = fit_baseline(train, feature_columns, use_case=use_case)
+    parts = None
+    if client is not None and len(train) >= dask_min_rows:
+        from ml_platform.training import dask_fit
+
+        columns = [*feature_columns, task.roles.label]
+        parts = dask_fit.scatter_frame(client, train, columns)
+        baseline = dask_fit.fit_baseline(client, parts, feature_columns, use_case=use_case)
+    else:
+        baseline = fit_baseline(train, feature_columns, use_case=use_case)
     base_m = metrics.evaluate(valid, baseline.score(valid), task)
     chosen, chosen_m = baseline, base_m
     gbm = gbm_m = None
     reason = "the baseline is the only candidate"
     if LIGHTGBM in uc.spec.task.candidates:
-        gbm = fit_lightgbm(
-            train, feature_columns, valid, params=lgb_params, threads=threads, use_case=use_case
-        )
+        if parts is not None:
+            gbm = dask_fit.fit_lightgbm(
+                client, parts, feature_columns, valid, params=lgb_params, use_case=use_case
+            )
+        else:
+            gbm = fit_lightgbm(
+                train, feature_columns, valid, params=lgb_params, threads=threads, use_case=use_case
+            )
         gbm_m = metrics.evaluate(valid, gbm.score(valid), task)
         gain = pm.gain(gbm_m[pm.name], base_m[pm.name])
         if gain > margin_ap:

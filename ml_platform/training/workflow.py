@@ -18,6 +18,8 @@ from ml_platform.settings import Settings
 from ml_platform.training import datasets
 
 if TYPE_CHECKING:
+    from distributed import Client
+
     from ml_platform.use_cases.loader import UseCase
 
 WINDOW_COLUMN = "window"  # "train" / "valid" in the stored training set
@@ -127,9 +129,13 @@ def train_and_register(
     as_of: date | None = None,
     margin: float | None = None,
     features_table: str = datasets.FEATURES_TABLE,
+    client: Client | None = None,
 ):
     """Fit the use case's candidates, log the run with lineage, register the chosen one as
     challenger of ``model_name`` (the registered model of use case ``use_case``).
+
+    ``client``: the run's Dask client (None: local); a training set of at least
+    ``dask_train_min_rows`` rows is then fitted on the cluster.
 
     ``margin``: by how much LightGBM must beat the baseline on the primary metric (default:
     the platform's ``baseline_margin_ap``). Returns ``(ModelInfo, CandidateSet)``.
@@ -147,6 +153,8 @@ def train_and_register(
         margin_ap=s.baseline_margin_ap if margin is None else margin,
         threads=s.train_threads,
         use_case=uc,
+        client=client,
+        dask_min_rows=s.dask_train_min_rows,
     )
     info = registry.log_training_run(
         cands,

@@ -439,3 +439,139 @@ def test_services_bind_loopback_by_default():
     assert Settings(api_token="").api_token is None, "an empty token means auth off"
     makefile = (PROJECT_DIR / "Makefile").read_text()
     assert "dagster dev" in makefile and "-h 127.0.0.1" in makefile
+
+
+# --- the Dask cluster of the batch work ------------------------------------------------------
+#: The DaskCluster fields of the dask-kubernetes operator's CRD (customresources/templates.yaml).
+DASK_CLUSTER_FIELDS = {
+    "spec": ({"idleTimeout", "scheduler", "worker"}, {"scheduler", "worker"}),
+    "scheduler": ({"metadata", "spec", "service"}, {"spec", "service"}),
+    "worker": ({"replicas", "metadata", "spec"}, {"spec"}),
+}
+
+
+def _dask_cli(args: list[str]):
+    """``dask scheduler|worker ARGS`` parsed by distributed's own command line."""
+    from distributed.cli.dask_scheduler import main as scheduler_cli
+    from distributed.cli.dask_worker import main as worker_cli
+
+    assert args[0] == "dask" and args[1] in ("scheduler", "worker"), args
+    cli = scheduler_cli if args[1] == "scheduler" else worker_cli
+    ctx = cli.make_context(f"dask {args[1]}", list(args[2:]))
+    assert not ctx.params.get("preload_argv"), f"unknown arguments {ctx.params['preload_argv']}"
+    return ctx.params
+
+
+def _bytes(quantity: str) -> int:
+    """A Kubernetes or compose memory quantity (3584Mi, 3584M) in bytes."""
+    from dask.utils import parse_bytes
+
+    return parse_bytes(quantity[:-1] + "iB" if quantity.endswith("i") else quantity)
+
+
+def _dask_cluster() -> dict:
+    (doc,) = [d for d in yaml.safe_load_all((DEPLOY / "dask" / "daskcluster.yaml").read_text())]
+    return doc
+
+
+def test_daskcluster_fits_the_operator_crd_and_the_kubernetes_schemas():
+    import kubernetes_validate
+
+    doc = _dask_cluster()
+    assert (doc["apiVersion"], doc["kind"]) == ("kubernetes.dask.org/v1", "DaskCluster")
+    meta = doc["metadata"]
+    assert meta["namespace"] == "ml-platform"
+    for part, node in (
+        ("spec", doc["spec"]),
+        *((k, doc["spec"][k]) for k in ("scheduler", "worker")),
+    ):
+        allowed, required = DASK_CLUSTER_FIELDS[part]
+        assert set(node) <= allowed and required <= set(node), (part, set(node))
+    assert (
+        isinstance(doc["spec"]["worker"]["replicas"], int)
+        and doc["spec"]["worker"]["replicas"] >= 1
+    )
+    # the pod and service specs, strictly, as Kubernetes reads them once the operator
+    # creates the scheduler and worker pods and the scheduler Service
+    ref = {"name": meta["name"], "namespace": meta["namespace"]}
+    wrapped = [
+        {"apiVersion": "v1", "kind": "Pod", "metadata": ref, "spec": doc["spec"][k]["spec"]}
+        for k in ("scheduler", "worker")
+    ]
+    wrapped.append(
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": ref,
+            "spec": doc["spec"]["scheduler"]["service"],
+        }
+    )
+    for manifest in wrapped:
+        kubernetes_validate.validate(manifest, K8S_VERSION, strict=True)
+    typo = wrapped[1]["spec"]["containers"][0]
+    typo["resource"] = typo.pop("resources")
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(wrapped[1], K8S_VERSION, strict=True)
+
+
+def test_dask_scheduler_workers_and_dagster_runs_fit_together():
+    doc = _dask_cluster()
+    name, namespace = doc["metadata"]["name"], doc["metadata"]["namespace"]
+    scheduler, worker = doc["spec"]["scheduler"], doc["spec"]["worker"]
+    (sched,) = scheduler["spec"]["containers"]
+    (work,) = worker["spec"]["containers"]
+    # the Service selects the labels the operator puts on the scheduler pod, on its ports
+    service = scheduler["service"]
+    assert service["selector"] == {"dask.org/cluster-name": name, "dask.org/component": "scheduler"}
+    named = {p["name"]: p["containerPort"] for p in sched["ports"]}
+    assert {p["targetPort"] for p in service["ports"]} <= set(named)
+    sched_args = _dask_cli(sched["args"])
+    comm = next(p for p in service["ports"] if named[p["targetPort"]] == int(sched_args["port"]))
+    # Dagster runs get the Service's address and compute=dask (real settings values)
+    (deployment,) = _yaml("helm/values.yaml")["dagster-user-deployments"]["deployments"]
+    env = deployment["env"]
+    address = f"tcp://{name}-scheduler.{namespace}.svc.cluster.local:{comm['port']}"
+    assert env["ML_PLATFORM_DASK_ADDRESS"] == address
+    s = Settings(compute=env["ML_PLATFORM_COMPUTE"], dask_address=env["ML_PLATFORM_DASK_ADDRESS"])
+    assert s.compute == "dask"
+    # one image for runs, scheduler and workers: same code and library versions
+    image = f"{deployment['image']['repository']}:{deployment['image']['tag']}"
+    assert sched["image"] == work["image"] == image
+    # each worker's Dask limits fit its pod's resources
+    args = _dask_cli(work["args"])
+    resources = work["resources"]
+    assert _bytes(args["memory_limit"]) < _bytes(resources["limits"]["memory"])
+    assert int(args["nthreads"]) == int(resources["requests"]["cpu"])
+    assert work["readinessProbe"]["httpGet"]["port"] in {p["name"] for p in work["ports"]}
+    # the workers read and write the runs' lake
+    assert work["volumeMounts"] == deployment["volumeMounts"]
+    assert worker["spec"]["volumes"] == deployment["volumes"]
+    _check_env_names({e["name"] for e in work.get("env", [])}, "daskcluster worker env")
+    for pod in (scheduler["spec"], worker["spec"]):
+        assert pod["securityContext"]["runAsNonRoot"] is True
+
+
+def test_compose_runs_the_batch_work_on_its_dask_cluster():
+    services = _compose()["services"]
+    scheduler, worker = services["dask-scheduler"], services["dask-worker"]
+    sched_args = _dask_cli(scheduler["command"])
+    address = f"tcp://dask-scheduler:{sched_args['port']}"
+    for name in ("code-location", "dask-worker"):
+        env = services[name]["environment"]
+        assert (env["ML_PLATFORM_COMPUTE"], env["ML_PLATFORM_DASK_ADDRESS"]) == ("dask", address)
+    assert (
+        services["code-location"]["depends_on"]["dask-scheduler"]["condition"] == "service_healthy"
+    )
+    args = _dask_cli(worker["command"])
+    assert args["scheduler"] == address
+    assert worker["depends_on"]["dask-scheduler"]["condition"] == "service_healthy"
+    limits = worker["deploy"]["resources"]["limits"]
+    assert _bytes(args["memory_limit"]) < _bytes(limits["memory"])
+    assert int(args["nthreads"]) == int(float(limits["cpus"]))
+    assert worker["deploy"]["replicas"] >= 1
+    assert "lake:/data" in worker["volumes"], "workers read and write the lake"
+    for svc, port in (
+        (scheduler, sched_args["dashboard_address"]),
+        (worker, args["dashboard_address"]),
+    ):
+        assert f":{port.lstrip(':')}/health" in " ".join(svc["healthcheck"]["test"])

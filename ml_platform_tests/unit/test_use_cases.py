@@ -986,12 +986,16 @@ def test_core_modules_name_no_column_of_a_use_case() -> None:
         package / "defs" / "__init__.py",
         *(package / "defs" / stage / "assets.py" for stage in DAGSTER_GENERIC_STAGES),
         *(package / "defs" / stage / "__init__.py" for stage in DAGSTER_GENERIC_STAGES),
-        *(package / "training" / f"{m}.py" for m in ("workflow", "registry")),
+        *(package / "training" / f"{m}.py" for m in ("workflow", "registry", "dask_fit")),
         package / "serving" / "scoring.py",
         *(package / "monitoring" / f"{m}.py" for m in MONITORING_GENERIC),
         *(package / "defs" / "warehouse" / f"{m}.py" for m in ("generate", "project", "dbt_env")),
-        *(package / "monitoring" / f"{m}.py" for m in ("policy", "retraining_backtest")),
+        *(
+            package / "monitoring" / f"{m}.py"
+            for m in ("policy", "retraining_backtest", "dask_gather")
+        ),
         *sorted((package / "defs" / "automation").glob("*.py")),
+        package / "serving" / "dask_scoring.py",
     ]
     assert {p.name for p in core} >= {"spec.py", "loader.py", "derive.py", "feature_port.py"}
     assert {"base.py", "sqlite.py", "redis.py"} <= {p.name for p in core}
