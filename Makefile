@@ -84,4 +84,4 @@ bench: setup
 	@for b in benchmarks/*.py; do echo "== $$b"; $(UV) run python $$b; done
 
 clean:  ## remove generated data and state (never committed)
-	rm -rf data .dagster_home dbt_project/target dbt_project/logs
+	rm -rf data .dagster_home dbt_project/target dbt_project/logs dbt_project/models/use_cases

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from ml_platform.defs import names
 
 if TYPE_CHECKING:
+    from ml_platform.serving.prediction_log import LogLayout
     from ml_platform.settings import Settings
     from ml_platform.training.metrics import Metric
     from ml_platform.use_cases import UseCase
@@ -109,7 +110,7 @@ class Monitored:
         return task_metrics(self.use_case).primary
 
     @cached_property
-    def log_layout(self):
+    def log_layout(self) -> LogLayout:
         """The layout of its prediction log."""
         from ml_platform.serving.prediction_log import log_layout
 
