@@ -81,6 +81,7 @@ def test_the_code_location_serves_fraud_and_flights() -> None:
     from ml_platform_tests.pipeline.test_flights_pipeline import (
         FLIGHTS_ASSETS,
         FLIGHTS_JOBS,
+        FLIGHTS_SENSORS,
         flights_settings,
     )
 
@@ -89,7 +90,7 @@ def test_the_code_location_serves_fraud_and_flights() -> None:
     keys = {k.to_user_string() for k in both.resolve_asset_graph().get_all_asset_keys()}
     assert keys == FRAUD_ASSETS | FLIGHTS_ASSETS
     assert {j.name for j in both.jobs or []} == FRAUD_JOBS | FLIGHTS_JOBS
-    assert {s.name for s in both.sensors or []} == FRAUD_SENSORS
+    assert {s.name for s in both.sensors or []} == FRAUD_SENSORS | FLIGHTS_SENSORS
 
 
 def test_every_fraud_definition_is_listed_and_prefixed(defs) -> None:
