@@ -138,19 +138,22 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 
 def _cmd_backtest(args: argparse.Namespace) -> int:
-    _flagship_only(args)
     from pathlib import Path
 
-    from ml_platform.training.backtest import BacktestArgs, run_backtest
+    from ml_platform.training.backtest import BacktestArgs, default_label_delay, run_backtest
+    from ml_platform.use_cases import get_use_case
 
+    use_case = get_use_case(args.use_case).name  # an unknown name fails naming the folders
+    delay = default_label_delay(use_case) if args.label_delay is None else args.label_delay
     bt = BacktestArgs(
         source=Path(args.source),
         train_start=args.train_start,
         train_end=args.train_end,
         test_start=args.test_start,
         test_end=args.test_end,
-        label_delay=args.label_delay,
+        label_delay=delay,
         out=Path(args.out),
+        use_case=use_case,
     )
     try:
         result = run_backtest(bt, log=_progress("backtest"))
@@ -170,7 +173,6 @@ def _add_use_case_option(p, what: str = "whose registered model to act on") -> N
 FLAGSHIP_ONLY = {
     "demo": "the demo's warehouse and monitoring steps are the flagship's dbt and monitoring "
     "stages",
-    "backtest": "the backtest's protocol metrics (card precision) are the flagship's",
     "export-edge": "the edge parity report scores the flagship's tables by average precision",
     "backtest-retraining": "the retraining policy reads the flagship's monitoring",
 }
@@ -243,7 +245,10 @@ def _add_training_commands(sub) -> None:
     )
     p.add_argument("--test-end", required=True, type=_iso_date, help="last test day")
     p.add_argument(
-        "--label-delay", type=int, default=7, help="days until a label is known (default: 7)"
+        "--label-delay",
+        type=int,
+        default=None,
+        help="days until a label is known (default: the use case's; fraud 7, flights 2)",
     )
     p.add_argument("--out", required=True, help="scores file: .parquet or .csv")
 

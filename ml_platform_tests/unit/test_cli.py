@@ -158,7 +158,7 @@ def test_backtest_retraining_reports_each_week_on_stderr_and_ends_stdout_with_js
     assert first_days[1] - first_days[0] == timedelta(days=7)
 
 
-FLAGSHIP_ONLY_CALLS = {
+USE_CASE_CALLS = {
     "demo": ["demo"],
     "backtest": [
         "backtest",
@@ -178,6 +178,16 @@ FLAGSHIP_ONLY_CALLS = {
     "export-edge": ["export-edge", "edge_pkg"],
     "backtest-retraining": ["backtest-retraining"],
 }
+FLAGSHIP_ONLY_CALLS = {c: USE_CASE_CALLS[c] for c in ("demo", "export-edge", "backtest-retraining")}
+
+
+@pytest.mark.parametrize("command", list(USE_CASE_CALLS))
+def test_an_unknown_use_case_is_refused_at_once(command: str, capsys, tmp_path, monkeypatch):
+    """Every command about one model names the unknown use case and writes nothing."""
+    monkeypatch.chdir(tmp_path)
+    assert main([*USE_CASE_CALLS[command], "--use-case", "nope"]) == 2
+    assert "use case 'nope': not found" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("command", list(FLAGSHIP_ONLY_CALLS))
@@ -192,8 +202,6 @@ def test_commands_of_the_flagship_pipeline_refuse_another_use_case_at_once(
     assert err.startswith(f"ml-platform {command}: error: --use-case flights: ")
     assert "runs for fraud only yet" in err
     assert list(tmp_path.iterdir()) == []  # nothing written
-    assert main([*FLAGSHIP_ONLY_CALLS[command], "--use-case", "nope"]) == 2
-    assert "use case 'nope': not found" in capsys.readouterr().err
 
 
 def test_the_console_script_exits_with_the_commands_code_and_its_whole_output() -> None:
