@@ -189,8 +189,8 @@ def test_an_unknown_use_case_is_a_clear_error() -> None:
         build_definitions(["churn"])
 
 
-#: Stages that read the flagship's own tables (dbt sources, monitoring, the edge export, the
-#: sensors over them): a second use case is built without them.
+#: Stages that read the flagship's own tables (dbt sources, monitoring, the sensors over
+#: them): a second use case is built without them.
 FLAGSHIP_ONLY_ASSETS = {
     "fraud_stg_transactions",
     "fraud_dim_customers",
@@ -198,7 +198,6 @@ FLAGSHIP_ONLY_ASSETS = {
     "fraud_fct_daily_transactions",
     "fraud_fct_prediction_outcomes",
     "fraud_mart_model_performance_daily",
-    "fraud_edge_package",
     "fraud_online_predictions",
     "fraud_drift_report",
     "fraud_serving_skew",
@@ -208,7 +207,6 @@ FLAGSHIP_ONLY_ASSETS = {
 FLAGSHIP_ONLY_JOBS = {
     "fraud_spine_job",
     "fraud_daily_pipeline_job",
-    "fraud_edge_job",
     "fraud_monitoring_job",
     "fraud_labeled_performance_job",
 }

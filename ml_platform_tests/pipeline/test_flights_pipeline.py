@@ -43,12 +43,14 @@ FLIGHTS_ASSETS = {
     "flights_candidate_model",
     "flights_champion_model",
     "flights_batch_predictions",
+    "flights_edge_package",
 }
 FLIGHTS_JOBS = {
     "flights_feature_pipeline_job",
     "flights_training_features_job",
     "flights_training_job",
     "flights_batch_scoring_job",
+    "flights_edge_job",
 }
 FLIGHTS_CHECKS = {
     ("flights_validated_events", "flights_quarantine_share_within_limit"),
