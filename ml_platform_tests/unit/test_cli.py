@@ -178,7 +178,7 @@ USE_CASE_CALLS = {
     "export-edge": ["export-edge", "edge_pkg"],
     "backtest-retraining": ["backtest-retraining"],
 }
-FLAGSHIP_ONLY_CALLS = {c: USE_CASE_CALLS[c] for c in ("demo", "export-edge", "backtest-retraining")}
+FLAGSHIP_ONLY_CALLS = {c: USE_CASE_CALLS[c] for c in ("demo", "backtest-retraining")}
 
 
 @pytest.mark.parametrize("command", list(USE_CASE_CALLS))
