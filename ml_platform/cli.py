@@ -16,8 +16,9 @@ Command = Callable[[argparse.Namespace], int | None]
 RETRAINING_BACKTEST_DIR = "retraining_backtest"
 
 DESCRIPTION = (
-    "Operate the card-fraud ML platform: run it end to end, manage the registered models, "
-    "backtest a model or a retraining policy, export the edge package, run dbt."
+    "Operate the ML platform and its use cases (card fraud, flight delays, yours): run them "
+    "end to end, manage the registered models, backtest a model or a retraining policy, "
+    "export the edge package, run dbt."
 )
 EPILOG = (
     "Settings come from ML_PLATFORM_* environment variables (data folder, profile, scale); "
@@ -44,10 +45,11 @@ def _progress(command: str) -> Callable[[str], None]:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    _flagship_only(args)
-    from ml_platform.demo import run_demo
+    from ml_platform.demo import demo_use_cases, run_demo
 
-    return run_demo()
+    if args.days < 7:
+        raise ValueError(f"--days: must be at least 7, got {args.days}")
+    return run_demo(demo_use_cases(args.use_case), days=args.days)
 
 
 def _cmd_prepare(args: argparse.Namespace) -> int:
@@ -171,8 +173,6 @@ def _add_use_case_option(p, what: str = "whose registered model to act on") -> N
 #: Commands that run for the flagship use case only yet, and why (their steps read its dbt
 #: warehouse, its monitoring or its protocol metrics); another use case is refused at once.
 FLAGSHIP_ONLY = {
-    "demo": "the demo's warehouse and monitoring steps are the flagship's dbt and monitoring "
-    "stages",
     "backtest-retraining": "the retraining policy reads the flagship's monitoring",
 }
 
@@ -598,9 +598,27 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = _add_command(
-        sub, "demo", "run the whole platform end to end on embedded defaults", _cmd_demo
+        sub,
+        "demo",
+        "run the whole platform end to end on embedded defaults, every use case",
+        _cmd_demo,
+        "Each use case runs through its Dagster jobs in pipeline order (ingestion, features "
+        "and the online store, training and the gate, batch predictions, a real request's "
+        "answer, monitoring where it has it) in one data folder; nothing is left running. "
+        "Fraud uses the ML_PLATFORM_* settings; another use case its own, over its first "
+        "--days days unless its <PREFIX>START_DATE/END_DATE/TRAIN_DAYS/VALID_DAYS are set.",
     )
-    _add_use_case_option(p, "to run")
+    p.add_argument(
+        "--use-case",
+        default="all",
+        help="the use case to run, or all: every shipped one, fraud first (default: all)",
+    )
+    p.add_argument(
+        "--days",
+        type=int,
+        default=28,
+        help="days a use case other than fraud covers from its first day (default: 28)",
+    )
     _add_command(
         sub,
         "prepare",
