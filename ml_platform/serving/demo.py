@@ -149,7 +149,7 @@ def answer_in_process(
     score_field, decision_field = answer_fields(use_case)
     return {
         fs.event_id: record[fs.event_id],
-        score_field: round(score, 6),
+        score_field: score,
         decision_field: bool(model.decide(np.array([score]))[0]),
         "threshold": model.threshold,
         "model_name": model.name,

@@ -235,6 +235,6 @@ def test_flights_example_answer_is_the_batch_prediction_of_that_flight(demo: Dem
     preds = lake.read_partitions(demo.data_dir / "lake", "flights_batch_predictions", [END_FLIGHTS])
     row = preds.set_index("flight_id").loc[answer["flight_id"]]
     assert row["predict_at"].isoformat() == body["predict_at"] and row["tailnum"] == body["tailnum"]
-    assert answer["predicted_dep_delay"] == pytest.approx(row["score"], abs=1e-5)
+    assert answer["predicted_dep_delay"] == pytest.approx(row["score"], abs=1e-7)
     assert answer["late"] == bool(row["late"]) == (answer["predicted_dep_delay"] > 15.0)
     assert (answer["model_name"], answer["threshold"]) == ("flights_delay", 15.0)

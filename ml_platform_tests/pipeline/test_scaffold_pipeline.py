@@ -73,6 +73,6 @@ def test_scaffolded_use_case_runs_from_its_files_to_a_served_prediction(
     answer = answer_in_process(s, uc, model, request)
     batch = preds.set_index("event_id").loc[answer["event_id"]]
     assert answer["event_id"] == int(event["event_id"])
-    assert answer[f"{NAME}_probability"] == pytest.approx(batch["score"], abs=1e-6)
+    assert answer[f"{NAME}_probability"] == pytest.approx(batch["score"], abs=1e-7)
     assert answer[f"is_{NAME}"] == bool(batch[f"is_{NAME}"])
     assert answer["model_version"] == model.version
