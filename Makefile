@@ -22,7 +22,7 @@ setup:  ## install uv if missing, then the locked environment
 	$(UV) sync --locked --quiet
 	@mkdir -p "$(DAGSTER_HOME)"
 
-demo: setup  ## the main job end to end on embedded defaults
+demo: setup  ## every shipped use case end to end on embedded defaults (fraud, then flights)
 	$(UV) run ml-platform demo
 
 test: setup install-browser  ## the whole test suite (the UI tests need chromium)

@@ -12,8 +12,9 @@ per-row label times, the training code's candidates. Windows, all by prediction 
 
 Naive baseline: the origin airport's trailing median delay over the flights that departed
 in the trailing window before the prediction time (the window, among 3 h, 24 h, 7 d and
-30 d, chosen on validation). Metrics: MAE, RMSE, R2, and the precision and recall of the
-"late" flag (predicted delay > 15 minutes against an actual delay > 15 minutes).
+30 d, chosen on validation). Metrics: those of ``ml-platform backtest --use-case flights``
+(``training.metrics.value_protocol_metrics``): MAE, RMSE, R2, and the precision, recall and
+share of the "late" flag (predicted delay > 15 minutes against an actual delay > 15 minutes).
 
 Usage: ``uv run python benchmarks/flights_quality.py [--threads 2]``. Prints one JSON object.
 """
@@ -31,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 TEST_START, TEST_END = date(2013, 11, 1), date(2013, 11, 30)
+MAE = "mean_absolute_error"
 NAIVE_WINDOWS = {"3h": 3, "24h": 24, "7d": 7 * 24, "30d": 30 * 24}
 
 
@@ -79,18 +81,16 @@ def naive_predictions(events: pd.DataFrame, rows: np.ndarray, hours: int) -> np.
     return out
 
 
-def scores(y: np.ndarray, pred: np.ndarray, above: float) -> dict[str, float]:
-    from ml_platform.training.metrics import mean_absolute_error, r2, root_mean_squared_error
+def scores(y: np.ndarray, pred: np.ndarray, uc) -> dict[str, float | None]:
+    """The regression protocol ``ml-platform backtest`` reports (MAE, RMSE, R², the late
+    flag's precision, recall and share), rounded."""
+    from ml_platform.training.metrics import value_protocol_metrics
 
-    late, flagged = y > above, pred > above
-    caught = float((late & flagged).sum())
+    got = value_protocol_metrics(y, pred, use_case=uc)
     return {
-        "mae": round(mean_absolute_error(y, pred), 3),
-        "rmse": round(root_mean_squared_error(y, pred), 3),
-        "r2": round(r2(y, pred), 4),
-        "late_precision": round(caught / flagged.sum(), 4) if flagged.any() else None,
-        "late_recall": round(caught / late.sum(), 4),
-        "flagged_share": round(float(flagged.mean()), 4),
+        k: (round(v, 4) if np.isfinite(v) else None)
+        for k, v in got.items()
+        if k not in ("n_rows", "label_mean")
     }
 
 
@@ -138,12 +138,11 @@ def main() -> None:
         margin_ap=settings.baseline_margin,
     )
     seconds["train"] = time.perf_counter() - t
-    above = float(uc.spec.task.decision.above)
     test = data[masks["test"]]
     y_test = test[label].to_numpy()
     results = {
-        "lightgbm": scores(y_test, cs.lightgbm.score(test), above),
-        "linear_baseline": scores(y_test, cs.baseline.score(test), above),
+        "lightgbm": scores(y_test, cs.lightgbm.score(test), uc),
+        "linear_baseline": scores(y_test, cs.baseline.score(test), uc),
     }
     train_median = float(np.median(data.loc[masks["train"], label]))
     y_valid = data.loc[masks["valid"], label].to_numpy()
@@ -155,8 +154,8 @@ def main() -> None:
     naive = np.nan_to_num(
         naive_predictions(events, masks["test"], NAIVE_WINDOWS[best]), nan=train_median
     )
-    results[f"naive_origin_trailing_median_{best}"] = scores(y_test, naive, above)
-    results["constant_train_median"] = scores(y_test, np.full(len(y_test), train_median), above)
+    results[f"naive_origin_trailing_median_{best}"] = scores(y_test, naive, uc)
+    results["constant_train_median"] = scores(y_test, np.full(len(y_test), train_median), uc)
     print(
         json.dumps(
             {
@@ -175,10 +174,10 @@ def main() -> None:
                 "lightgbm_rounds": cs.lightgbm.best_iteration,
                 "naive_window_mae_on_valid": {k: round(v, 3) for k, v in naive_valid.items()},
                 "test": results,
-                "lightgbm_beats_both": results["lightgbm"]["mae"]
+                "lightgbm_beats_both": results["lightgbm"][MAE]
                 < min(
-                    results["linear_baseline"]["mae"],
-                    results[f"naive_origin_trailing_median_{best}"]["mae"],
+                    results["linear_baseline"][MAE],
+                    results[f"naive_origin_trailing_median_{best}"][MAE],
                 ),
                 "seconds": {k: round(v, 2) for k, v in seconds.items()}
                 | {"total": round(time.perf_counter() - wall, 2)},

@@ -16,8 +16,9 @@ Command = Callable[[argparse.Namespace], int | None]
 RETRAINING_BACKTEST_DIR = "retraining_backtest"
 
 DESCRIPTION = (
-    "Operate the card-fraud ML platform: run it end to end, manage the registered models, "
-    "backtest a model or a retraining policy, export the edge package, run dbt."
+    "Operate the ML platform and its use cases (card fraud, flight delays, yours): run them "
+    "end to end, manage the registered models, backtest a model or a retraining policy, "
+    "export the edge package, run dbt."
 )
 EPILOG = (
     "Settings come from ML_PLATFORM_* environment variables (data folder, profile, scale); "
@@ -44,10 +45,11 @@ def _progress(command: str) -> Callable[[str], None]:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    _flagship_only(args)
-    from ml_platform.demo import run_demo
+    from ml_platform.demo import demo_use_cases, run_demo
 
-    return run_demo()
+    if args.days < 7:
+        raise ValueError(f"--days: must be at least 7, got {args.days}")
+    return run_demo(demo_use_cases(args.use_case), days=args.days)
 
 
 def _cmd_prepare(args: argparse.Namespace) -> int:
@@ -138,19 +140,22 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 
 def _cmd_backtest(args: argparse.Namespace) -> int:
-    _flagship_only(args)
     from pathlib import Path
 
-    from ml_platform.training.backtest import BacktestArgs, run_backtest
+    from ml_platform.training.backtest import BacktestArgs, default_label_delay, run_backtest
+    from ml_platform.use_cases import get_use_case
 
+    use_case = get_use_case(args.use_case).name  # an unknown name fails naming the folders
+    delay = default_label_delay(use_case) if args.label_delay is None else args.label_delay
     bt = BacktestArgs(
         source=Path(args.source),
         train_start=args.train_start,
         train_end=args.train_end,
         test_start=args.test_start,
         test_end=args.test_end,
-        label_delay=args.label_delay,
+        label_delay=delay,
         out=Path(args.out),
+        use_case=use_case,
     )
     try:
         result = run_backtest(bt, log=_progress("backtest"))
@@ -163,32 +168,6 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
 
 def _add_use_case_option(p, what: str = "whose registered model to act on") -> None:
     p.add_argument("--use-case", default="fraud", help=f"the use case {what} (default: fraud)")
-
-
-#: Commands that run for the flagship use case only yet, and why (their steps read its dbt
-#: warehouse, its monitoring or its protocol metrics); another use case is refused at once.
-FLAGSHIP_ONLY = {
-    "demo": "the demo's warehouse and monitoring steps are the flagship's dbt and monitoring "
-    "stages",
-    "backtest": "the backtest's protocol metrics (card precision) are the flagship's",
-    "export-edge": "the edge parity report scores the flagship's tables by average precision",
-}
-
-
-def _flagship_only(args: argparse.Namespace) -> None:
-    """Refuse ``--use-case`` other than the flagship for a command that runs it alone yet
-    (an unknown name fails naming the folders searched)."""
-    from ml_platform.features.definitions import DEFAULT_USE_CASE
-    from ml_platform.use_cases import get_use_case
-
-    use_case = get_use_case(args.use_case)
-    name = use_case.name
-    if not use_case.is_flagship:
-        raise ValueError(
-            f"--use-case {name}: {FLAGSHIP_ONLY[args.command]}, so it runs for "
-            f"{DEFAULT_USE_CASE} only yet (the Dagster pipeline of {name}: ml-platform "
-            "use-cases, dagster dev)"
-        )
 
 
 def _add_training_commands(sub) -> None:
@@ -242,7 +221,10 @@ def _add_training_commands(sub) -> None:
     )
     p.add_argument("--test-end", required=True, type=_iso_date, help="last test day")
     p.add_argument(
-        "--label-delay", type=int, default=7, help="days until a label is known (default: 7)"
+        "--label-delay",
+        type=int,
+        default=None,
+        help="days until a label is known (default: the use case's; fraud 7, flights 2)",
     )
     p.add_argument("--out", required=True, help="scores file: .parquet or .csv")
 
@@ -251,14 +233,18 @@ def _add_training_commands(sub) -> None:
 
 
 def _cmd_export_edge(args: argparse.Namespace) -> int:
-    _flagship_only(args)
     from pathlib import Path
 
+    from ml_platform.use_cases import get_use_case
+
+    use_case = get_use_case(args.use_case)  # an unknown name fails before the heavy imports
     from ml_platform.serving.edge import export_edge
     from ml_platform.serving.scoring import NoModelError
 
     try:
-        report = export_edge(Path(args.out_dir), ref=args.model, n_days=args.days)
+        report = export_edge(
+            Path(args.out_dir), ref=args.model, n_days=args.days, use_case=use_case
+        )
     except NoModelError as exc:
         print(f"ml-platform export-edge: error: model: {exc}", file=sys.stderr)
         return 2
@@ -273,7 +259,10 @@ def _add_serving_commands(sub) -> None:
         "export-edge",
         "export the champion as a compressed ONNX edge package with a parity report",
         _cmd_export_edge,
-        "Exit 1 when the package loses more average precision than allowed.",
+        "Exit 1 when the package loses more of the task's metric than allowed (a classifier's "
+        "average precision; a regressor's primary metric, e.g. flights' MAE). A classifier's "
+        "package answers the probability and the alert, a regressor's the predicted value "
+        "and its flag.",
     )
     _add_use_case_option(p, "whose champion to export")
     p.add_argument("out_dir", help="folder to write (replaced): model.onnx, predictor.py, ...")
@@ -641,9 +630,27 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = _add_command(
-        sub, "demo", "run the whole platform end to end on embedded defaults", _cmd_demo
+        sub,
+        "demo",
+        "run the whole platform end to end on embedded defaults, every use case",
+        _cmd_demo,
+        "Each use case runs through its Dagster jobs in pipeline order (ingestion, features "
+        "and the online store, training and the gate, batch predictions, a real request's "
+        "answer, monitoring where it has it) in one data folder; nothing is left running. "
+        "Fraud uses the ML_PLATFORM_* settings; another use case its own, over its first "
+        "--days days unless its <PREFIX>START_DATE/END_DATE/TRAIN_DAYS/VALID_DAYS are set.",
     )
-    _add_use_case_option(p, "to run")
+    p.add_argument(
+        "--use-case",
+        default="all",
+        help="the use case to run, or all: every shipped one, fraud first (default: all)",
+    )
+    p.add_argument(
+        "--days",
+        type=int,
+        default=28,
+        help="days a use case other than fraud covers from its first day (default: 28)",
+    )
     _add_command(
         sub,
         "prepare",

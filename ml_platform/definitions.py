@@ -10,7 +10,8 @@ import dagster as dg
 
 @dg.definitions
 def defs() -> dg.Definitions:
-    """Every stage of every use case in ``ml_platform.defs.DAGSTER_USE_CASES``."""
+    """Every stage of every use case: the shipped ones (``ml_platform.defs.DAGSTER_USE_CASES``)
+    and each one found in ``ML_PLATFORM_USE_CASE_DIRS``."""
     from ml_platform.defs import build_definitions
 
     return build_definitions()

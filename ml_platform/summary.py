@@ -18,15 +18,33 @@ QUARANTINE_TABLE = "quarantined_transactions"
 REASON_COLUMN = "reason"
 
 
-def collect_summary(settings: Settings | None = None) -> dict[str, Any]:
-    """The figures :func:`print_summary` prints, as a dict (also used by tests)."""
+def lake_tables(use_case: str | None = None) -> tuple[str, str, str]:
+    """The raw, validated and quarantined lake tables of a use case (default: the flagship's,
+    :data:`LAKE_TABLES`)."""
+    from ml_platform.defs import names
+
+    bases = (names.RAW_EVENTS, names.VALIDATED_EVENTS, names.QUARANTINED_EVENTS)
+    raw, valid, quarantined = (names.lake_table(b, use_case) for b in bases)
+    return raw, valid, quarantined
+
+
+def collect_summary(
+    settings: Settings | None = None, use_case: str | None = None
+) -> dict[str, Any]:
+    """The figures :func:`print_summary` prints, as a dict (also used by tests). The
+    warehouse's are the flagship's dbt models (another use case's lake only)."""
     import duckdb
 
+    from ml_platform.features.definitions import DEFAULT_USE_CASE
+
     s = settings or get_settings()
+    flagship = use_case in (None, DEFAULT_USE_CASE)
+    tables = lake_tables(use_case)
+    quarantine_table = tables[2]
     out: dict[str, Any] = {"lake": {}, "warehouse": {}, "quarantine_reasons": {}, "daily": {}}
     con = duckdb.connect()
     try:
-        for table in LAKE_TABLES:
+        for table in tables:
             days = lake.list_partitions(s.lake_dir, table)
             if not days:
                 continue
@@ -34,17 +52,17 @@ def collect_summary(settings: Settings | None = None) -> dict[str, Any]:
                 "select count(*) from read_parquet(?)", [lake.table_glob(s.lake_dir, table)]
             ).fetchone()
             out["lake"][table] = {"rows": int(rows), "partitions": len(days)}
-        if out["lake"].get(QUARANTINE_TABLE, {}).get("rows"):
+        if out["lake"].get(quarantine_table, {}).get("rows"):
             reasons = con.execute(
                 f"select {REASON_COLUMN}, count(*) from read_parquet(?, union_by_name = true) "
                 "group by 1 order by 2 desc, 1",
-                [lake.table_glob(s.lake_dir, QUARANTINE_TABLE)],
+                [lake.table_glob(s.lake_dir, quarantine_table)],
             ).fetchall()
             out["quarantine_reasons"] = {str(r): int(n) for r, n in reasons}
     finally:
         con.close()
 
-    if s.warehouse_path.exists():
+    if flagship and s.warehouse_path.exists():
         out["warehouse"] = warehouse.row_counts(s.warehouse_path, WAREHOUSE_TABLES)
         if "fct_daily_transactions" in out["warehouse"]:
             row = warehouse.query(
@@ -64,18 +82,20 @@ def collect_summary(settings: Settings | None = None) -> dict[str, Any]:
     return out
 
 
-def print_summary(settings: Settings | None = None) -> None:
+def print_summary(settings: Settings | None = None, use_case: str | None = None) -> None:
     """Print rows per stage, quarantined rows by reason, data locations and the UI command."""
+    from ml_platform.features.definitions import DEFAULT_USE_CASE
+
     s = settings or get_settings()
-    info = collect_summary(s)
-    print("\nRows per stage")
-    for table in LAKE_TABLES:
+    info = collect_summary(s, use_case)
+    print("\nRows per stage" + ("" if use_case in (None, DEFAULT_USE_CASE) else f" ({use_case})"))
+    for table in lake_tables(use_case):
         t = info["lake"].get(table)
         print(
             f"  lake  {table:<26} "
             + (f"{t['rows']:>10,} rows in {t['partitions']} days" if t else "(none)")
         )
-    for table in WAREHOUSE_TABLES:
+    for table in WAREHOUSE_TABLES if use_case in (None, DEFAULT_USE_CASE) else ():
         n = info["warehouse"].get(table)
         print(f"  dbt   {table:<26} " + (f"{n:>10,} rows" if n is not None else "(not built)"))
     d = info["daily"]

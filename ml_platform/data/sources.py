@@ -26,6 +26,7 @@ import pandas as pd
 from ml_platform.data.lake import atomic_write_parquet
 from ml_platform.data.simulator import simulate_day
 from ml_platform.settings import Settings
+from ml_platform.use_cases.loader import source_kind
 
 if TYPE_CHECKING:
     from ml_platform.use_cases.loader import UseCase
@@ -96,10 +97,10 @@ def _files_dir(use_case: UseCase, settings: ResolvedSettings) -> Path:
 def read_events_day(use_case: UseCase, day: date, settings: ResolvedSettings) -> pd.DataFrame:
     """The raw events of ``day`` from the use case's default source: its simulator or
     package function, or ``<source_dir>/YYYY-MM-DD.parquet|csv``."""
-    source = use_case.spec.source
-    if source.default == "files":
+    kind = source_kind(use_case, settings)
+    if kind == "files":
         return read_file(source_file(_files_dir(use_case, settings), day))
-    return use_case.hook(getattr(source, source.default))(day, settings)
+    return use_case.hook(getattr(use_case.spec.source, kind))(day, settings)
 
 
 def read_side_day(
@@ -113,7 +114,7 @@ def read_side_day(
             f"use case {use_case.name!r}: no side table {table!r} (declared: "
             f"{', '.join(tables) or 'none'})"
         )
-    if use_case.spec.source.default == "files" or tables[table].source is None:
+    if source_kind(use_case, settings) == "files" or tables[table].source is None:
         return read_file(source_file(_files_dir(use_case, settings) / table, day))
     return use_case.hook(tables[table].source)(day, settings)
 

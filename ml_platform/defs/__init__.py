@@ -2,7 +2,8 @@
 
 Each stage lives in its own folder and exposes ``build(ctx)``, which builds that stage's
 definitions for one use case (:class:`~ml_platform.defs.context.StageContext`);
-:func:`build_definitions` merges every stage of every use case in :data:`DAGSTER_USE_CASES`.
+:func:`build_definitions` merges every stage of every use case of the code location
+(:data:`DAGSTER_USE_CASES` and the use cases of ``ML_PLATFORM_USE_CASE_DIRS``).
 Importing this package builds nothing and reads no setting: definitions are built when
 ``build_definitions`` is called (``ml_platform.definitions`` calls it lazily, when Dagster
 loads the code location).
@@ -30,8 +31,10 @@ log = logging.getLogger(__name__)
 # 1.13; we depend on them deliberately, so their warnings are noise for our users.
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
-#: Use cases whose pipeline the Dagster code location serves (each gets its own prefixed
-#: assets, lake tables, jobs, sensors and registered model, so they never collide).
+#: The shipped use cases, whose pipelines the Dagster code location always serves (each gets
+#: its own prefixed assets, lake tables, jobs, sensors and registered model, so they never
+#: collide). A team's use case joins them by its folder: every use case found in
+#: ``ML_PLATFORM_USE_CASE_DIRS`` is served too (:func:`code_location_use_cases`).
 DAGSTER_USE_CASES: tuple[str, ...] = ("fraud", "flights")
 
 #: Stage modules (``ml_platform.defs.<stage>``) in pipeline order; each has
@@ -68,6 +71,16 @@ def load_settings() -> Settings:
         raise ValueError("settings: " + "; ".join(problems)) from None
 
 
+def code_location_use_cases(settings: Settings) -> tuple[str, ...]:
+    """What the code location serves: :data:`DAGSTER_USE_CASES`, then every other use case
+    of the folders in ``settings.use_case_dirs`` (``ML_PLATFORM_USE_CASE_DIRS``), by name."""
+    from ml_platform.use_cases import load_use_cases
+    from ml_platform.use_cases.loader import use_case_roots
+
+    known = load_use_cases(use_case_roots(settings.use_case_dirs))
+    return (*DAGSTER_USE_CASES, *sorted(set(known) - set(DAGSTER_USE_CASES)))
+
+
 def unsupported_reason(stage: str, ctx: StageContext) -> str | None:
     """Why ``stage`` is left out of ``ctx.use_case``'s definitions, or None if it is built."""
     import importlib
@@ -78,15 +91,16 @@ def unsupported_reason(stage: str, ctx: StageContext) -> str | None:
 
 
 def build_definitions(
-    use_cases: Sequence[str] = DAGSTER_USE_CASES,
+    use_cases: Sequence[str] | None = None,
     *,
     settings: Settings | None = None,
     stages: Sequence[str] = STAGES,
     use_case_settings: Mapping[str, ResolvedSettings] | None = None,
 ) -> dg.Definitions:
-    """Every stage (or the ``stages`` given) of every use case named, with ``settings``
-    (default: read now from the environment), the lake IO manager and the in-process
-    executor. ``use_case_settings`` (name -> resolved settings) replace a non-flagship use
+    """Every stage (or the ``stages`` given) of every use case named (default: the code
+    location's, :func:`code_location_use_cases`), with ``settings`` (default: read now from
+    the environment), the lake IO manager and the in-process executor.
+    ``use_case_settings`` (name -> resolved settings) replace a non-flagship use
     case's ``<PREFIX>*`` variables. A stage a use case does not support yet is left out of
     its definitions, with the reason logged. The backtest and tests build definitions for
     chosen dates this way."""
@@ -99,6 +113,8 @@ def build_definitions(
 
     settings = settings or load_settings()
     known = load_use_cases(use_case_roots(settings.use_case_dirs))
+    if use_cases is None:
+        use_cases = code_location_use_cases(settings)
     unknown = [name for name in use_cases if name not in known]
     if unknown:
         raise ValueError(

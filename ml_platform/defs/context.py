@@ -8,7 +8,6 @@ made by :func:`ml_platform.defs.build_definitions`, when definitions are loaded.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from datetime import date
 from functools import cached_property
@@ -108,11 +107,11 @@ class StageContext:
                 s.promotion_margin_ap,
                 s.gate_min_auc,
             )
+        from ml_platform.use_cases.loader import declared_label_delay
+
         r, label = self.resolved, self.use_case.spec.label
         if label.known_within is not None:
-            from ml_platform.use_cases.spec import duration_seconds
-
-            delay = max(1, math.ceil(duration_seconds(label.known_within) / 86_400))
+            delay = int(declared_label_delay(self.use_case) or s.label_delay_days)
         else:
             delay = int(r.label_delay_days or label.delay_days or s.label_delay_days)
         return RunSettings(

@@ -452,3 +452,38 @@ def protocol_metrics(
         "n_scored_after_protocol": int(keep.sum()),
         "n_frauds_after_protocol": int(y.sum()),
     }
+
+
+def flag_metrics(
+    y_true: np.ndarray, prediction: np.ndarray, above: float, flag: str
+) -> dict[str, float]:
+    """A regression's yes/no flag (value > ``above``) judged against the same flag on the
+    label: its precision, its recall and the share of rows flagged (NaN when undefined)."""
+    y, value = _check_values(y_true), _check_values(prediction, "prediction")
+    if len(value) != len(y):
+        raise ValueError(f"prediction: {len(value)} values for {len(y)} labels")
+    actual, flagged = y > above, value > above
+    caught = float(np.sum(actual & flagged))
+    nan = float("nan")
+    return {
+        f"{flag}_precision": caught / flagged.sum() if flagged.any() else nan,
+        f"{flag}_recall": caught / actual.sum() if actual.any() else nan,
+        f"{flag}_share": float(flagged.mean()) if len(value) else nan,
+    }
+
+
+def value_protocol_metrics(
+    y_true: np.ndarray, prediction: np.ndarray, *, use_case: UseCase
+) -> dict[str, float]:
+    """The protocol of a regression on a test window: every metric its task declares (the
+    primary first: MAE, RMSE, R² for flights), the row count and the label's mean, and for
+    a ``value_and_flag`` decision the flag's precision, recall and share (:func:`flag_metrics`).
+    Shared by the backtest and the quality benchmark."""
+    task = task_metrics(use_case)
+    if task.roles.task != "regression":
+        raise ValueError(f"use case {use_case.name!r}: task is {task.roles.task}, not regression")
+    out = evaluate(pd.DataFrame({task.roles.label: _check_values(y_true)}), prediction, task)
+    d = use_case.spec.task.decision
+    if d.kind == "value_and_flag":
+        out |= flag_metrics(y_true, prediction, float(d.above), d.flag)
+    return out

@@ -586,8 +586,11 @@ def tag_version(version: str | int, tags: dict[str, str], *, model_name: str) ->
         client.set_model_version_tag(model_name, str(version), k, str(v)[:4000])
 
 
-def champion_report(*, model_name: str) -> str:
-    """One paragraph on the champion for the demo: version, validation metrics, lineage."""
+def champion_report(*, model_name: str, use_case: UseCase | None = None) -> str:
+    """One paragraph on the champion for the demo: version, validation metrics, lineage.
+
+    The metrics are the use case's task's (the flagship's: ROC AUC, AP, CP@100 and the
+    baseline's AP; a regression's: its primary metric first, then the others)."""
     try:
         info = get_model_info(CHAMPION, model_name=model_name)
     except LookupError:
@@ -600,12 +603,39 @@ def champion_report(*, model_name: str) -> str:
         )
     m, t = info.metrics, info.tags
     nan = float("nan")
-    return (
+    head = (
         f"champion {info.name} v{info.version} ({info.kind}), trained on {t.get('train_window')}, "
-        f"validated on {t.get('valid_window')}: ROC AUC {m.get('valid_roc_auc', nan):.4f}, "
-        f"AP {m.get('valid_average_precision', nan):.4f}, "
-        f"CP@100 {m.get('valid_card_precision_at_100', nan):.4f} "
-        f"(baseline AP {m.get('baseline_average_precision', nan):.4f}); "
-        f"threshold {info.threshold:.4f}; features {info.feature_version}; "
+        f"validated on {t.get('valid_window')}: "
+    )
+    tail = (
+        f"features {info.feature_version}; "
         f"commit {t.get('git_commit', '?')[:12]}; gate: {t.get('gate.reason', 'manual')}"
+    )
+    if use_case is None or use_case.task == "binary":
+        return (
+            head
+            + (
+                f"ROC AUC {m.get('valid_roc_auc', nan):.4f}, "
+                f"AP {m.get('valid_average_precision', nan):.4f}, "
+                f"CP@100 {m.get('valid_card_precision_at_100', nan):.4f} "
+                f"(baseline AP {m.get('baseline_average_precision', nan):.4f}); "
+                f"threshold {info.threshold:.4f}; "
+            )
+            + tail
+        )
+    from ml_platform.training.metrics import REGISTRY, task_metrics
+
+    task = task_metrics(use_case)
+    shown = ", ".join(
+        f"{REGISTRY[name].short} {m.get(f'valid_{name}', nan):.4f}"
+        for name in task.measures
+        if name in REGISTRY
+    )
+    pm = task.primary
+    decision = use_case.spec.task.decision
+    flag = f"flag {decision.flag} above {info.threshold:g}; " if decision.flag else ""
+    return (
+        head
+        + (f"{shown} (baseline {pm.short} {m.get(f'baseline_{pm.name}', nan):.4f}); {flag}")
+        + tail
     )

@@ -177,7 +177,12 @@ def example_request(use_case: UseCase, settings: ResolvedSettings | None = None)
         raise ValueError(f"use case {use_case.name!r}: no events on {settings.start_date}")
     order = [c for c in (s.event_time, s.event_id.column) if c in frame.columns]
     first = frame.sort_values(order, kind="stable").iloc[0]  # the platform's event order
-    return {col: _json_value(first[col]) for col in s.request}
+    return request_fields(use_case, first)
+
+
+def request_fields(use_case: UseCase, event: pd.Series) -> dict[str, Any]:
+    """An event's request fields (``schema.request``) as JSON values: what a client sends."""
+    return {col: _json_value(event[col]) for col in use_case.spec.event_schema.request}
 
 
 def catalog_entry(use_case: UseCase) -> dict[str, Any]:

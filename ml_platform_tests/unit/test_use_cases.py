@@ -36,7 +36,7 @@ from ml_platform.use_cases import (
 )
 from ml_platform.use_cases.derive import CATALOG_KEYS, example_request, quarantine_reasons
 from ml_platform.use_cases.feature_port import to_feature_defs, to_feature_set
-from ml_platform.use_cases.loader import PACKAGE_ROOT, USE_CASE_FILE
+from ml_platform.use_cases.loader import PACKAGE_ROOT, USE_CASE_FILE, source_kind
 
 FRAUD_DIR = PACKAGE_ROOT / "fraud"
 
@@ -836,10 +836,19 @@ def test_params_are_typed_by_their_folder_value(tmp_path: Path) -> None:
 
 def test_per_row_label_and_files_source_settings(tmp_path: Path) -> None:
     uc = load_use_case(write_flights(tmp_path, _set("source.default", "files")))
-    with pytest.raises(UseCaseError, match="FLIGHTS_SOURCE_DIR: required when the default"):
+    with pytest.raises(UseCaseError, match="FLIGHTS_SOURCE_DIR: required when the source is"):
         resolve_settings(uc, environ={})
     env = {"FLIGHTS_SOURCE_DIR": str(tmp_path)}
     assert resolve_settings(uc, environ=env).source_dir == tmp_path
+    # <PREFIX>SOURCE overrides the declared default: a package use case replays daily files
+    packaged = load_use_case(write_flights(tmp_path / "packaged"))
+    with pytest.raises(UseCaseError, match="FLIGHTS_SOURCE_DIR: required when the source is"):
+        resolve_settings(packaged, environ={"FLIGHTS_SOURCE": "files"})
+    assert source_kind(packaged, resolve_settings(packaged, environ={})) == "package"
+    replay = resolve_settings(packaged, environ={"FLIGHTS_SOURCE": "files", **env})
+    assert source_kind(packaged, replay) == "files"
+    with pytest.raises(UseCaseError, match="FLIGHTS_SOURCE: 'simulator', but .* declares no"):
+        resolve_settings(packaged, environ={"FLIGHTS_SOURCE": "simulator"})
     with pytest.raises(UseCaseError, match="FLIGHTS_LABEL_DELAY_DAYS: the label is known at a"):
         resolve_settings(uc, environ={**env, "FLIGHTS_LABEL_DELAY_DAYS": "1"})
 
@@ -996,6 +1005,8 @@ def test_core_modules_name_no_column_of_a_use_case() -> None:
         ),
         *sorted((package / "defs" / "automation").glob("*.py")),
         package / "serving" / "dask_scoring.py",
+        package / "serving" / "edge.py",
+        package / "training" / "backtest.py",
     ]
     assert {p.name for p in core} >= {"spec.py", "loader.py", "derive.py", "feature_port.py"}
     assert {"base.py", "sqlite.py", "redis.py"} <= {p.name for p in core}

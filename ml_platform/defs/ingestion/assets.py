@@ -21,6 +21,7 @@ from ml_platform.data import lake, validation
 from ml_platform.data.sources import read_events_day, read_raw_day, read_side_day
 from ml_platform.defs import names
 from ml_platform.defs.context import SIDE_TABLE_KEY, StageContext
+from ml_platform.use_cases.loader import source_kind
 
 OWNERS = ["team:data-platform"]
 
@@ -88,15 +89,16 @@ def build_ingestion_assets(ctx: StageContext) -> list[dg.AssetsDefinition]:
     def source_label() -> str:
         if ctx.is_flagship:
             return s.source if s.source == "simulator" else f"files: {s.source_dir}"
-        kind = uc.spec.source.default
+        kind = source_kind(uc, ctx.resolved)
         return f"files: {ctx.resolved.source_dir}" if kind == "files" else kind
 
     source_help = (
         "Source: the built-in simulator (ML_PLATFORM_SOURCE=simulator, deterministic per day "
         "from the seed) or daily files YYYY-MM-DD.parquet/.csv in ML_PLATFORM_SOURCE_DIR"
         if ctx.is_flagship
-        else f"Source: the use case's declared default ({uc.spec.source.default}; daily files "
-        f"YYYY-MM-DD.parquet/.csv in {uc.env_prefix}SOURCE_DIR when it is files)"
+        else f"Source: the use case's declared default ({uc.spec.source.default}, or "
+        f"{uc.env_prefix}SOURCE; daily files YYYY-MM-DD.parquet/.csv in "
+        f"{uc.env_prefix}SOURCE_DIR when it is files)"
     )
 
     @dg.asset(

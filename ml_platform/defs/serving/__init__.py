@@ -1,8 +1,4 @@
-"""Dagster definitions for the serving stage: batch predictions, edge package, their jobs.
-
-The edge package and its job are the flagship's only (see
-``ml_platform.defs.serving.assets.EDGE_UNSUPPORTED``).
-"""
+"""Dagster definitions for the serving stage: batch predictions, edge package, their jobs."""
 
 import dagster as dg
 
@@ -28,5 +24,4 @@ def build(ctx: StageContext) -> dg.Definitions:
         tags=ctx.tags(),
         description="Export the champion as a compressed ONNX edge package with a parity report.",
     )
-    jobs = [batch_scoring_job, edge_job] if ctx.is_flagship else [batch_scoring_job]
-    return dg.Definitions(assets=build_serving_assets(ctx), jobs=jobs)
+    return dg.Definitions(assets=build_serving_assets(ctx), jobs=[batch_scoring_job, edge_job])

@@ -2,12 +2,13 @@
 
 :func:`build_serving_assets` builds ``<name>_batch_predictions`` and ``<name>_edge_package``
 for one use case; both read the use case's registered model (``UseCase.model_name``). The
-edge package is the flagship's only (:data:`EDGE_UNSUPPORTED`): its parity report reads the
-flagship's lake tables and measures the loss in average precision.
+edge package is written to ``<data_dir>/edge`` (the flagship's) or ``<data_dir>/<name>_edge``
+(:func:`edge_dir`); its parity report judges the loss in the task's metric.
 """
 
 import logging
 import time
+from pathlib import Path
 
 import dagster as dg
 import pandas as pd
@@ -17,11 +18,12 @@ from ml_platform.defs.context import StageContext
 
 log = logging.getLogger(__name__)
 OWNERS = ["team:ml-platform"]
-#: Why a use case other than the flagship has no edge package (its build logs it).
-EDGE_UNSUPPORTED = (
-    "the edge export (ml_platform/serving/edge.py) reads the flagship's lake tables and "
-    "judges parity by its average precision"
-)
+
+
+def edge_dir(ctx: StageContext) -> Path:
+    """Where the use case's edge package asset writes (two use cases never share it)."""
+    folder = "edge" if ctx.is_flagship else ctx.name("edge")
+    return ctx.settings.data_dir / folder
 
 
 def build_serving_assets(ctx: StageContext) -> list[dg.AssetsDefinition]:
@@ -91,28 +93,31 @@ def build_serving_assets(ctx: StageContext) -> list[dg.AssetsDefinition]:
         deps=[champion, features],
         metadata=ctx.tags(),
         description=(
-            "Edge package of the champion under <data_dir>/edge: float32 ONNX model "
-            "(LightGBM: fewest leading trees within the AP tolerance), a standalone "
-            "predictor.py (numpy + onnxruntime only), metadata.json and parity.json (max score "
-            "difference and average precision loss vs the full model on the most recent "
-            "labeled day, sizes, latencies). Same as `ml-platform export-edge OUT_DIR`."
+            f"Edge package of the champion under {edge_dir(ctx)}: float32 ONNX model "
+            "(LightGBM: fewest leading trees within the tolerance of the task's metric), a "
+            "standalone predictor.py (numpy + onnxruntime only), metadata.json and "
+            "parity.json (max score difference and the metric's loss vs the full model on "
+            "the most recent labeled day, sizes, latencies). Same as `ml-platform "
+            f"export-edge OUT_DIR --use-case {uc.name}`."
         ),
     )
     def edge_package(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         from ml_platform.serving.edge import export_edge
 
-        out = s.data_dir / "edge"
-        report = export_edge(out, settings=s, model_name=model_name)
+        out = edge_dir(ctx)
+        report = export_edge(out, settings=s, model_name=model_name, use_case=uc)
+        loss = "ap" if uc.task == "binary" else "metric"
         if not report["passed"]:
             raise dg.Failure(
-                f"edge parity failed: AP loss {report['ap_loss']} > {report['max_ap_loss']}",
+                f"edge parity failed: {loss} loss {report[f'{loss}_loss']} > "
+                f"{report[f'max_{loss}_loss']}",
                 metadata={"report": dg.MetadataValue.json(report)},
             )
         return dg.MaterializeResult(
             metadata={
                 "path": dg.MetadataValue.path(str(out)),
                 "model_version": report["model_version"],
-                "ap_loss": report["ap_loss"],
+                f"{loss}_loss": report[f"{loss}_loss"],
                 "max_abs_score_diff": report["max_abs_score_diff"],
                 "edge_model_bytes": report["edge_model_bytes"],
                 "full_model_bytes": report["full_model_bytes"],
@@ -122,7 +127,4 @@ def build_serving_assets(ctx: StageContext) -> list[dg.AssetsDefinition]:
             }
         )
 
-    if not ctx.is_flagship:
-        log.info("no edge package for use case %s: %s", uc.name, EDGE_UNSUPPORTED)
-        return [batch_predictions]
     return [batch_predictions, edge_package]
