@@ -286,7 +286,7 @@ def _cmd_backtest_retraining(args: argparse.Namespace) -> int:
     from dataclasses import replace
     from pathlib import Path
 
-    from ml_platform.defs.automation.sensors import own_settings, policy_config
+    from ml_platform.defs.automation.sensors import policy_config
     from ml_platform.defs.context import StageContext
     from ml_platform.monitoring.retraining_backtest import (
         BacktestConfig,
@@ -312,7 +312,7 @@ def _cmd_backtest_retraining(args: argparse.Namespace) -> int:
         label_delay_days=run.label_delay_days,
         train_days=run.train_days,
         valid_days=run.valid_days,
-        performance_window_days=own_settings(ctx).performance_window_days,
+        performance_window_days=ctx.own.performance_window_days,
         promotion_margin=run.promotion_margin,
         gate_min=run.gate_min,
         baseline_margin=run.baseline_margin,

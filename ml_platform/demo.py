@@ -152,7 +152,7 @@ def run_use_case(defs: Any, settings: Settings, use_case: UseCase, start, end) -
     monitoring = use_case.qualified(names.MONITORING_JOB)
     if {labeled, monitoring} <= _jobs(defs):
         stage_started("monitoring", f"{labeled}, then {monitoring}: drift, skew")
-        run_monitoring_step(defs, settings, use_case)
+        run_monitoring_step(defs, settings, use_case, start, end)
 
 
 def demo_use_cases(choice: str) -> list[str]:

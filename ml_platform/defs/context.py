@@ -91,6 +91,13 @@ class StageContext:
 
         return self.use_case_settings or resolve_settings(self.use_case)
 
+    @property
+    def own(self) -> Settings | ResolvedSettings:
+        """Where the use case's thresholds live (drift, skew, retraining, performance window):
+        the platform's ``ML_PLATFORM_*`` settings for the flagship, its own ``<PREFIX>*``
+        otherwise (both name them alike)."""
+        return self.settings if self.is_flagship else self.resolved
+
     @cached_property
     def run(self) -> RunSettings:
         """Dates, windows and margins of this use case's stages."""

@@ -961,7 +961,7 @@ def test_use_cases_text_and_a_broken_folder(tmp_path: Path, capsys, settings_env
 DAGSTER_GENERIC_STAGES = ("ingestion", "warehouse", "features", "training", "serving", "monitoring")
 #: Monitoring modules every use case runs through (``ml_platform/monitoring/<name>.py``).
 MONITORING_GENERIC = ("monitored", "drift", "performance", "skew", "daily", "summary")
-MONITORING_GENERIC += ("summary_chart", "system")
+MONITORING_GENERIC += ("summary_chart", "system", "demo_step")
 
 
 def test_core_modules_name_no_column_of_a_use_case() -> None:

@@ -33,8 +33,6 @@ from ml_platform.defs.metadata import finite_or_none
 
 if TYPE_CHECKING:
     from ml_platform.monitoring.policy import MonitoringState, PolicyConfig
-    from ml_platform.settings import Settings
-    from ml_platform.use_cases.spec import ResolvedSettings
 
 _FILE = re.compile(r"^(\d{4}-\d{2}-\d{2})\.(parquet|csv)$")
 _ACTIVE = [
@@ -51,19 +49,12 @@ def training_in_progress(instance: dg.DagsterInstance, job_name: str) -> list[st
     return [r.dagster_run.run_id for r in records]
 
 
-def own_settings(ctx: StageContext) -> Settings | ResolvedSettings:
-    """Where ``ctx.use_case``'s retraining thresholds and performance window live: the
-    platform's ``ML_PLATFORM_*`` settings for the flagship, its own ``<PREFIX>*`` otherwise
-    (both name them alike)."""
-    return ctx.settings if ctx.is_flagship else ctx.resolved
-
-
 def policy_config(ctx: StageContext) -> PolicyConfig:
     """The retraining policy of ``ctx.use_case``: its thresholds and its primary metric."""
     from ml_platform.monitoring.policy import PolicyConfig
     from ml_platform.training.metrics import task_metrics
 
-    return PolicyConfig.from_settings(own_settings(ctx), task_metrics(ctx.use_case).primary)
+    return PolicyConfig.from_settings(ctx.own, task_metrics(ctx.use_case).primary)
 
 
 def latest_drift(ctx: StageContext) -> tuple[float | None, str | None]:
@@ -99,7 +90,7 @@ def recent_performance(ctx: StageContext, version: str) -> tuple[float | None, s
     mine = table[
         (table[perf.MODEL_VERSION].astype(str) == version) & (table[perf.SOURCE] == "batch")
     ].sort_values(perf.DAY)
-    full = mine[mine["trailing_days"] >= own_settings(ctx).performance_window_days]
+    full = mine[mine["trailing_days"] >= ctx.own.performance_window_days]
     if not len(full):
         return None, None
     return finite_or_none(full[column].iloc[-1]), str(full[perf.DAY].iloc[-1])

@@ -43,7 +43,7 @@ class Limits:
 
     @classmethod
     def of(cls, ctx: StageContext) -> "Limits":
-        own = ctx.settings if ctx.is_flagship else ctx.resolved
+        own = ctx.own
         return cls(own.drift_share_threshold, own.skew_tolerance, own.performance_window_days)
 
 
