@@ -64,4 +64,8 @@ def prepare_dbt_manifest(force: bool = False, settings: Settings | None = None) 
             # dagster-dbt's preparer guards against concurrent parses (code servers).
             warehouse_project.preparer.prepare(warehouse_project)
         _ENV_STAMP.write_text(json.dumps(env, sort_keys=True))
+        # dagster-dbt caches a manifest per path for the process: drop the one just replaced
+        from dagster_dbt.dbt_manifest import read_manifest_path
+
+        read_manifest_path.cache_clear()
     return warehouse_project.manifest_path
