@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from ml_platform_tests import summary
+
 _SESSION_DIR = Path(tempfile.mkdtemp(prefix="mlp-tests-"))
 
 TEST_ENV = {
@@ -57,6 +59,23 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         path = item.nodeid.split("::", 1)[0]
         rank[path] = min(rank.get(path, len(_HEAVY_MARKERS)), *heavy, len(_HEAVY_MARKERS))
     items.sort(key=lambda item: rank[item.nodeid.split("::", 1)[0]])
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """On an xdist worker, hand this process's summary lines to the controller."""
+    output = getattr(session.config, "workeroutput", None)
+    if output is not None:
+        output[summary.WORKER_OUTPUT_KEY] = summary.LINES  # sent after every finish hook
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: object, error: object) -> None:
+    summary.LINES.extend(getattr(node, "workeroutput", {}).get(summary.WORKER_OUTPUT_KEY, []))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    for line in summary.LINES:
+        terminalreporter.write_line(line)
 
 
 @pytest.fixture(scope="session")
