@@ -34,6 +34,9 @@ TEST_ENV = {
     "BENTOML_DO_NOT_TRACK": "true",
     "DAGSTER_DISABLE_TELEMETRY": "true",
     "HYPOTHESIS_STORAGE_DIRECTORY": str(_SESSION_DIR / "hypothesis"),
+    # Every `bentoml serve` empties and fills $BENTOML_HOME/prometheus_multiproc_dir: the
+    # default ~/bentoml would mix the metrics of the services other processes run.
+    "BENTOML_HOME": str(_SESSION_DIR / "bentoml"),
 }
 os.environ.update(TEST_ENV)
 (_SESSION_DIR / "dagster_home").mkdir(parents=True, exist_ok=True)
