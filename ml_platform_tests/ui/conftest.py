@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pytest
 
+from ml_platform_tests import summary
 from ml_platform_tests.ui import dagster_ui as ui
 
 #: Seconds per phase of the last run, shown in pytest's terminal summary (the test's
@@ -79,6 +80,7 @@ def ui_platform(session_dir: Path) -> Iterator[UiPlatform]:
         # CPU of this process and every child it reaped (prepare, dagster dev, Chromium):
         # on a busy machine the wall time says little, the CPU seconds stay comparable.
         platform.timings["cpu_s"] = round(_cpu_seconds() - cpu0, 1)
+        summary.add_line(f"dagster UI browser test, seconds: {platform.timings}")
     assert not dev.alive(), f"processes left after stopping dagster dev: {dev.alive()}"
     assert not population.alive(), f"processes left by the population: {population.alive()}"
 
@@ -87,11 +89,6 @@ def _cpu_seconds() -> float:
     own = resource.getrusage(resource.RUSAGE_SELF)
     kids = resource.getrusage(resource.RUSAGE_CHILDREN)
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
-
-
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    if TIMINGS:
-        terminalreporter.write_line(f"dagster UI browser test, seconds: {TIMINGS}")
 
 
 @pytest.fixture(scope="package")

@@ -260,14 +260,38 @@ def test_a_failing_dbt_test_fails_the_run_and_is_recorded(lake_world):
     shutil.rmtree(kept[0])
 
 
+@pytest.fixture
+def own_dbt_project(monkeypatch, tmp_path):
+    """A copy of the dbt project that the manifest functions use for one test.
+
+    Other test processes (pytest-xdist workers) parse the shared project for their own
+    paths at any time, and touching one of its models would make their manifests stale:
+    on a copy, what the test asserts about freshness is its own doing only.
+    """
+    from dagster_dbt import DbtProject
+
+    from ml_platform.defs.warehouse import project
+
+    copy = tmp_path / "dbt_project"
+    shutil.copytree(DBT_PROJECT_DIR, copy, ignore=shutil.ignore_patterns("target", "logs"))
+    own = DbtProject(project_dir=copy, profiles_dir=copy)
+    monkeypatch.setattr(project, "DBT_PROJECT_DIR", copy)
+    monkeypatch.setattr(project, "warehouse_project", own)
+    monkeypatch.setattr(project, "_ENV_STAMP", own.manifest_path.with_name(project._ENV_STAMP.name))
+    return own
+
+
 @pytest.mark.slow
 def test_touched_model_makes_the_manifest_stale_and_it_is_reparsed(
-    lake_world, monkeypatch, tmp_path
+    own_dbt_project, settings_env, monkeypatch, tmp_path
 ):
     from ml_platform.defs.warehouse.project import manifest_is_stale
     from ml_platform.settings import get_settings
 
-    manifest = warehouse_project.manifest_path
+    settings_env()
+    manifest = own_dbt_project.manifest_path
+    assert manifest_is_stale()  # never parsed
+    assert prepare_dbt_manifest() == manifest
     assert not manifest_is_stale()
     built = manifest.stat().st_mtime_ns
     prepare_dbt_manifest()  # fresh: no parse
@@ -280,16 +304,12 @@ def test_touched_model_makes_the_manifest_stale_and_it_is_reparsed(
     get_settings.cache_clear()
     assert not manifest_is_stale()
 
-    model = DBT_PROJECT_DIR / "macros" / "use_case_models.sql"
-    original = model.stat()
-    try:
-        os.utime(model)  # `touch`: now newer than the manifest
-        assert manifest_is_stale()
-        prepare_dbt_manifest()
-        assert manifest.stat().st_mtime_ns > built
-        assert not manifest_is_stale()
-    finally:
-        os.utime(model, ns=(original.st_atime_ns, original.st_mtime_ns))
+    model = own_dbt_project.project_dir / "macros" / "use_case_models.sql"
+    os.utime(model)  # `touch`: now newer than the manifest
+    assert manifest_is_stale()
+    prepare_dbt_manifest()
+    assert manifest.stat().st_mtime_ns > built
+    assert not manifest_is_stale()
 
 
 @pytest.mark.slow
