@@ -38,6 +38,10 @@ MONITORING_SUMMARY = "monitoring_summary"
 DBT_PREDICTION_OUTCOMES = "fct_prediction_outcomes"
 DBT_PERFORMANCE_MART = "mart_model_performance_daily"
 
+# --- resources -----------------------------------------------------------------------------
+#: ``ComputeResource``: where batch work runs (the run's Dask client, or none)
+COMPUTE_RESOURCE = "compute"
+
 # --- ops of multi-assets -----------------------------------------------------------------
 VALIDATE_EVENTS = "validate_events"
 #: ``<name>_validate_<table>``: the op validating a declared side table
