@@ -12,11 +12,14 @@ Sections (``--section``, repeatable; default ``parity overhead``):
   transactions) ingested (simulate, validate, write raw + validated + quarantine per day on
   the workers) and featured through the lake on a 2-worker LocalCluster with a 3 GiB memory
   limit per worker; wall times, peak RSS per worker, whether a worker was restarted; with
-  ``--local-too`` the local engine on the same lake in a subprocess (peak RSS, or how it fails).
+  ``--local-too`` the local engine on the same lake in a subprocess (peak RSS, or how it fails;
+  ``--local-limit-gib 3`` gives it a worker's memory limit).
 
-The lakes are kept under ``benchmarks/results/`` (``--lake-dir``) so a re-run skips ingestion.
+The lakes are kept under ``benchmarks/results/scale_dask_*`` so a re-run skips ingestion.
+A section is a function of ``SECTIONS`` (a training section plugs in there).
 
     uv run python benchmarks/scale_dask.py [--section parity] [--section scale] [--local-too]
+        [--local-limit-gib 3] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -256,20 +259,31 @@ def section_scale(args: argparse.Namespace) -> dict[str, Any]:
         "worker_restarted_features": restarted(featuring, after),
     }
     if args.local_too:
-        out["local_engine"] = _local_in_subprocess(lake_dir)
+        out["local_engine"] = _local_in_subprocess(lake_dir, args.local_limit_gib)
     return out
 
 
-def _local_in_subprocess(lake_dir: Path) -> dict[str, Any]:
-    """The local engine on the same lake in a fresh process: wall time and peak RSS."""
+def _local_in_subprocess(lake_dir: Path, limit_gib: int | None = None) -> dict[str, Any]:
+    """The local engine on the same lake in a fresh process (under a data-segment limit of
+    ``limit_gib`` if given, as a worker's memory limit): wall time and peak RSS, or how it
+    failed."""
     cmd = [sys.executable, __file__, "--local-lake", str(lake_dir)]
+    cmd += ["--local-limit-gib", str(limit_gib)] if limit_gib else []
+    t0 = time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
-        return {"failed": done.returncode, "stderr": done.stderr.strip().splitlines()[-3:]}
-    return json.loads(done.stdout.strip().splitlines()[-1])
+        return {
+            "limit_gib": limit_gib,
+            "failed_after_seconds": round(time.perf_counter() - t0, 1),
+            "error": done.stderr.strip().splitlines()[-1],
+        }
+    return {"limit_gib": limit_gib, **json.loads(done.stdout.strip().splitlines()[-1])}
 
 
-def _local_lake_report(lake_dir: Path) -> dict[str, Any]:
+def _local_lake_report(lake_dir: Path, limit_gib: int | None) -> dict[str, Any]:
+    if limit_gib:
+        limit = limit_gib << 30
+        resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
     t0 = time.perf_counter()
     rows = _local_lake(lake_dir, "features_local")
     return {
@@ -292,10 +306,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--section", action="append", choices=sorted(SECTIONS), default=None)
     p.add_argument("--repeat", type=int, default=3, help="timed runs per engine (overhead)")
     p.add_argument("--local-too", action="store_true", help="scale: also run the local engine")
+    p.add_argument(
+        "--local-limit-gib",
+        type=int,
+        default=None,
+        help="scale, --local-too: run the local engine under this memory limit (RLIMIT_DATA) "
+        "instead of without one",
+    )
     p.add_argument("--local-lake", type=Path, help=argparse.SUPPRESS)  # the --local-too child
     args = p.parse_args(argv)
     if args.local_lake:
-        out = _local_lake_report(args.local_lake)
+        out = _local_lake_report(args.local_lake, args.local_limit_gib)
         print(json.dumps(out))
         return out
     RESULTS.mkdir(parents=True, exist_ok=True)
