@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
@@ -91,7 +91,7 @@ def shard_count(client: Client, rows: int, shard_rows: int = SHARD_ROWS) -> int:
 
 
 @contextmanager
-def _dask_config() -> Any:
+def _dask_config() -> Iterator[None]:
     """Object columns stay object (the local engine's dtypes): no conversion to Arrow strings."""
     import dask
 
