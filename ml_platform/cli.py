@@ -10,6 +10,8 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
+from ml_platform.compute import COMPUTE_CHOICES
+
 Command = Callable[[argparse.Namespace], int | None]
 
 #: Folder of the retraining backtest's outputs under the reports folder.
@@ -522,12 +524,19 @@ def _cmd_features(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
+    from ml_platform.compute import open_dask_client
     from ml_platform.features.from_files import check_output, features_from_files
+    from ml_platform.settings import get_settings
     from ml_platform.use_cases import get_use_case
 
     out = check_output(Path(args.out))  # a bad suffix is answered before any work
     use_case = get_use_case(args.use_case)
-    run = features_from_files(use_case, Path(args.source), out)
+    settings = get_settings()
+    compute = args.compute or ("dask" if args.dask_address else settings.compute)
+    if compute == "local" and args.dask_address:
+        raise ValueError("--dask-address: a scheduler address needs --compute dask")
+    with open_dask_client(compute, args.dask_address or settings.dask_address) as client:
+        run = features_from_files(use_case, Path(args.source), out, client=client)
     log = _progress("features")
     log(f"{run.rows} rows featured, {run.quarantined} quarantined, written to {out}")
     for reason, count in run.reasons.items():
@@ -605,6 +614,19 @@ def _add_use_case_commands(sub) -> None:
     _add_use_case_option(p, "whose features to compute")
     p.add_argument("--source", required=True, help="folder of daily YYYY-MM-DD.parquet/.csv files")
     p.add_argument("--out", required=True, help="features file: .parquet or .csv")
+    p.add_argument(
+        "--compute",
+        choices=COMPUTE_CHOICES,
+        default=None,
+        help="where the features are computed: local (this process) or dask (sharded by "
+        "entity on a cluster, the same values bit for bit); default ML_PLATFORM_COMPUTE",
+    )
+    p.add_argument(
+        "--dask-address",
+        default=None,
+        help="Dask scheduler address (tcp://host:8786); default ML_PLATFORM_DASK_ADDRESS, "
+        "else a local cluster of 2 worker processes",
+    )
 
     p = _add_command(
         sub,

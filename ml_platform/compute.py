@@ -19,20 +19,32 @@ if TYPE_CHECKING:
 LOCAL_CLUSTER_WORKERS = 2
 
 
+COMPUTE_CHOICES = ("local", "dask")
+
+
 @contextmanager
 def dask_client(settings: Settings) -> Iterator[Client | None]:
-    """A client of the configured cluster, None when compute is local.
+    """A client of the configured cluster, None when compute is local."""
+    with open_dask_client(settings.compute, settings.dask_address) as client:
+        yield client
 
-    With ``compute='dask'`` and no ``dask_address``, a process-based ``LocalCluster`` lives
-    as long as the block.
+
+@contextmanager
+def open_dask_client(compute: str, address: str | None = None) -> Iterator[Client | None]:
+    """A client of the cluster at ``address``, None when ``compute`` is local.
+
+    With ``compute='dask'`` and no address, a process-based ``LocalCluster`` lives as long
+    as the block.
     """
-    if settings.compute == "local":
+    if compute not in COMPUTE_CHOICES:
+        raise ValueError(f"compute: must be one of {', '.join(COMPUTE_CHOICES)}, got {compute!r}")
+    if compute == "local":
         yield None
         return
     from distributed import Client, LocalCluster
 
-    if settings.dask_address:
-        with Client(settings.dask_address) as client:
+    if address:
+        with Client(address) as client:
             yield client
         return
     with (

@@ -100,3 +100,23 @@ def settings_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator:
 
     yield apply
     get_settings.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def dask_client() -> Iterator:
+    """One process-based LocalCluster (2 single-threaded workers, as ``compute.dask_client``
+    starts) shared by every Dask test of the session, started on first use."""
+    from distributed import Client, LocalCluster
+
+    from ml_platform.compute import LOCAL_CLUSTER_WORKERS
+
+    with (
+        LocalCluster(
+            n_workers=LOCAL_CLUSTER_WORKERS,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        yield client

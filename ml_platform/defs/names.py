@@ -45,6 +45,10 @@ DBT_MONITORING_SOURCE = "monitoring"
 #: The warehouse's day column: the daily lake partition a row belongs to (every use case)
 WAREHOUSE_DAY = "tx_date"
 
+# --- resources -----------------------------------------------------------------------------
+#: ``ComputeResource``: where batch work runs (the run's Dask client, or none)
+COMPUTE_RESOURCE = "compute"
+
 # --- ops of multi-assets -----------------------------------------------------------------
 VALIDATE_EVENTS = "validate_events"
 #: ``<name>_validate_<table>``: the op validating a declared side table

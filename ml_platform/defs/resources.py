@@ -1,15 +1,23 @@
-"""Dagster resources: the lake IO manager that stores every table as daily Parquet."""
+"""Dagster resources: the lake IO manager that stores every table as daily Parquet, and the
+compute resource that owns a run's Dask client."""
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 import pandas as pd
+from pydantic import PrivateAttr
 
 from ml_platform.data import lake
+from ml_platform.defs import names
 from ml_platform.defs.context import LAKE_TABLE_KEY
 from ml_platform.settings import Settings
+
+if TYPE_CHECKING:
+    from distributed import Client
 
 
 def lake_table_of(definition_metadata: dict | None, asset_key: dg.AssetKey) -> str:
@@ -63,6 +71,42 @@ class LakeIOManager(dg.ConfigurableIOManager):
         return lake.read_partitions(root, table, context.asset_partition_keys, missing_ok=True)
 
 
+class ComputeResource(dg.ConfigurableResource):
+    """Where a run's batch work runs (``ML_PLATFORM_COMPUTE``): ``local`` in the step's
+    process, ``dask`` on the cluster at ``dask_address`` (a ``LocalCluster`` when absent).
+
+    The client is opened on first use, so a step that never asks starts no cluster, and is
+    closed when the step's execution ends; core functions receive it as an argument.
+    """
+
+    compute: str = "local"
+    dask_address: str | None = None
+
+    _stack: Any = PrivateAttr(default=None)
+    _client: Any = PrivateAttr(default=None)
+
+    def get_client(self) -> Client | None:
+        """The run's Dask client, None when compute is local."""
+        from ml_platform.compute import open_dask_client
+
+        if self._stack is None:
+            stack = ExitStack()
+            self._client = stack.enter_context(open_dask_client(self.compute, self.dask_address))
+            self._stack = stack
+        return self._client
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        if self._stack is not None:
+            self._stack.close()
+            self._stack = self._client = None
+
+
 def build_resources(settings: Settings) -> dict:
-    """The resources every stage needs: the lake IO manager under ``settings.lake_dir``."""
-    return {"io_manager": LakeIOManager(lake_dir=str(settings.lake_dir))}
+    """The resources every stage needs: the lake IO manager under ``settings.lake_dir`` and
+    the compute resource of ``settings.compute`` / ``settings.dask_address``."""
+    return {
+        "io_manager": LakeIOManager(lake_dir=str(settings.lake_dir)),
+        names.COMPUTE_RESOURCE: ComputeResource(
+            compute=settings.compute, dask_address=settings.dask_address
+        ),
+    }

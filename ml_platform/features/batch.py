@@ -60,6 +60,8 @@ from ml_platform.features.definitions import (
 )
 
 if TYPE_CHECKING:
+    from distributed import Client
+
     from ml_platform.use_cases.loader import UseCase
 
 _HOUR_NS = 3600 * 10**9
@@ -67,7 +69,8 @@ _CHUNK_CELLS = 1 << 20  # padded cells per cumsum block: bounds the temporary me
 _CHUNK_ROWS = 1 << 18  # rows per extended-precision window-sum block
 
 
-def _check_input(tx: pd.DataFrame, fs: FeatureSet) -> None:
+def check_events(tx: pd.DataFrame, fs: FeatureSet) -> None:
+    """Refuse events the engine would compute wrongly, naming the column and the reason."""
     missing = [c for c in fs.input_columns if c not in tx.columns]
     if missing:
         raise ValueError(f"{fs.use_case} events: missing column(s) {missing}")
@@ -369,6 +372,7 @@ def build_features(
     rows: np.ndarray | None = None,
     use_case: UseCase | FeatureSet | str = DEFAULT_USE_CASE,
     side_tables: Mapping[str, pd.DataFrame] | None = None,
+    client: Client | None = None,
 ) -> pd.DataFrame:
     """Point-in-time features: the event id + the use case's feature columns.
 
@@ -376,9 +380,14 @@ def build_features(
     boolean mask ``rows`` is true, in the input order. Every feature is float64 (as the
     online engine returns them). The label is read only through delayed windows.
     ``side_tables`` (name -> rows) feed the ``asof`` features; a use case with some needs them.
-    ``use_case`` may also be a ``FeatureSet`` built directly.
+    ``use_case`` may also be a ``FeatureSet`` built directly. With a Dask ``client`` the
+    work runs on its cluster, sharded by entity (``sharded.py``): the same frame, bit for bit.
     """
     fs = _feature_set(use_case)
+    if client is not None:
+        from ml_platform.features.sharded import build_features_sharded
+
+        return build_features_sharded(client, transactions, label_delay_days, rows, fs, side_tables)
     with _small_pages():
         return _build_features(transactions, label_delay_days, rows, fs, side_tables)
 
@@ -390,6 +399,7 @@ def build_features_for_days(
     *,
     use_case: UseCase | FeatureSet | str = DEFAULT_USE_CASE,
     side_tables: Mapping[str, pd.DataFrame] | None = None,
+    client: Client | None = None,
 ) -> pd.DataFrame:
     """Features of the events that fall on ``days`` (every row is still history), with their
     keys: event id, event time, entity keys + the feature columns, in the input order. What
@@ -398,6 +408,12 @@ def build_features_for_days(
 
     fs = _feature_set(use_case)
     own = on_days(transactions, days, column=fs.event_time)
+    if client is not None:
+        from ml_platform.features.sharded import build_features_sharded
+
+        return build_features_sharded(
+            client, transactions, label_delay_days, own, fs, side_tables, with_keys=True
+        )
     out = build_features(
         transactions, label_delay_days, rows=own, use_case=use_case, side_tables=side_tables
     )
@@ -543,7 +559,7 @@ def _build_features(
     side_tables: Mapping[str, pd.DataFrame] | None,
 ) -> pd.DataFrame:
     d = check_label_delay(label_delay_days)
-    _check_input(transactions, fs)
+    check_events(transactions, fs)
     features = fs.features
     n = len(transactions)
     wanted = np.ones(n, dtype=bool) if rows is None else np.asarray(rows, dtype=bool)

@@ -15,7 +15,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -27,6 +27,9 @@ from ml_platform.data.validation import (
 )
 from ml_platform.settings import get_settings
 from ml_platform.use_cases.loader import UseCase, engine_label_delay
+
+if TYPE_CHECKING:
+    from distributed import Client
 
 
 @dataclass(frozen=True)
@@ -104,9 +107,12 @@ def check_output(out: Path) -> Path:
     return out
 
 
-def features_from_files(use_case: UseCase, source_dir: Path, out: Path) -> FeaturesRun:
+def features_from_files(
+    use_case: UseCase, source_dir: Path, out: Path, *, client: Client | None = None
+) -> FeaturesRun:
     """Validate every daily file of ``source_dir``, compute the use case's batch features
-    of the valid events and write the event id + feature columns to ``out`` (by suffix)."""
+    of the valid events and write the event id + feature columns to ``out`` (by suffix);
+    on the Dask cluster of ``client`` when given (the same values, bit for bit)."""
     from ml_platform.features.batch import build_features  # numpy engine: imported on use
 
     out = check_output(out)
@@ -117,7 +123,7 @@ def features_from_files(use_case: UseCase, source_dir: Path, out: Path) -> Featu
     if data.side_tables:
         kwargs["side_tables"] = data.side_tables
     kwargs["label_delay_days"] = engine_label_delay(use_case, get_settings().label_delay_days)
-    features = build_features(data.events, **kwargs)
+    features = build_features(data.events, client=client, **kwargs)
     t2 = time.perf_counter()
     write_frame(features, out)
     t3 = time.perf_counter()

@@ -17,10 +17,11 @@ import pytest
 
 from ml_platform.data import lake
 from ml_platform.defs.partitions import build_daily_partitions
-from ml_platform.defs.resources import LakeIOManager, lake_table_of
+from ml_platform.defs.resources import ComputeResource, LakeIOManager, lake_table_of
 from ml_platform.defs.run import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 from ml_platform.features import FEATURE_COLUMNS, build_features, horizon_days
 from ml_platform.features.online import OnlineFeatureEngine
+from ml_platform.features.sharded import bit_identical
 from ml_platform.features.stores import open_store
 from ml_platform_tests.dagster_support import assets_of, fraud, names
 
@@ -74,8 +75,11 @@ class RecordingLakeIOManager(LakeIOManager):
         return super().load_input(context)
 
 
-def _materialize(s, first: str, last: str) -> dg.ExecuteInProcessResult:
-    """The feature assets of ``s``, over the validated events already in the lake."""
+def _materialize(
+    s, first: str, last: str, compute: ComputeResource | None = None, store: bool = True
+) -> dg.ExecuteInProcessResult:
+    """The feature assets of ``s`` (the online store too if ``store``), over the validated
+    events already in the lake; batch features on ``compute`` (default: local)."""
     loaded_inputs.clear()
     ctx, defs = fraud(names.FEATURES, settings=s)
     validated = dg.AssetSpec(
@@ -85,8 +89,11 @@ def _materialize(s, first: str, last: str) -> dg.ExecuteInProcessResult:
     )
     return dg.materialize(
         [validated, *assets_of(defs)],
-        selection=[ctx.key(names.EVENT_FEATURES), ctx.key(names.ONLINE_FEATURE_STORE)],
-        resources={"io_manager": RecordingLakeIOManager(lake_dir=str(s.lake_dir))},
+        selection=[ctx.key(names.EVENT_FEATURES)] + [ctx.key(names.ONLINE_FEATURE_STORE)] * store,
+        resources={
+            "io_manager": RecordingLakeIOManager(lake_dir=str(s.lake_dir)),
+            names.COMPUTE_RESOURCE: compute or ComputeResource(),
+        },
         tags={ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last},
         instance=dg.DagsterInstance.ephemeral(),
     )
@@ -148,8 +155,12 @@ def test_single_partition_reads_only_its_lookback(lake_with_history) -> None:
     partitions = build_daily_partitions(s)
     lookback = [k for k in partitions.get_partition_keys() if first <= k <= key]
     assert lookback == ["2025-04-01", "2025-04-02", key]  # clipped at the first partition
-    # both assets asked the IO manager for exactly the look-back partitions, nothing later
-    assert loaded_inputs == [("validated_transactions", lookback)] * 2
+    # the store asked the IO manager for exactly the look-back partitions, nothing later;
+    # the batch features read the same ones themselves (every later one is unreadable)
+    assert loaded_inputs == [("validated_transactions", lookback)]
+    mat = result.asset_materializations_for_node("fraud_event_features")[-1]
+    in_lookback = tx["tx_datetime"].dt.strftime("%Y-%m-%d").between(lookback[0], key)
+    assert mat.metadata["lookback_rows"].value == in_lookback.sum()
     got = lake.read_partitions(s.lake_dir, "transaction_features", ["2025-04-03"])
     want = build_features(tx).set_index("transaction_id")
     assert (got["tx_datetime"].dt.strftime("%Y-%m-%d") == "2025-04-03").all() and len(got)
@@ -160,3 +171,24 @@ def test_single_partition_reads_only_its_lookback(lake_with_history) -> None:
         atol=1e-9,
     )
     assert not lake.partition_path(s.lake_dir, "transaction_features", "2025-04-04").exists()
+
+
+def test_batch_features_on_dask_write_the_same_partitions(lake_with_history, dask_client) -> None:
+    """The compute resource on the session's cluster: the workers read the look-back, compute
+    and write the partitions; every file equals the local run's, bit for bit."""
+    s, _ = lake_with_history
+    first, last = "2025-05-10", "2025-05-12"
+    days = [first, "2025-05-11", last]
+    assert _materialize(s, first, last, store=False).success
+    local = [
+        pd.read_parquet(lake.partition_path(s.lake_dir, "transaction_features", d)) for d in days
+    ]
+    on_dask = ComputeResource(compute="dask", dask_address=dask_client.scheduler.address)
+    result = _materialize(s, first, last, compute=on_dask, store=False)
+    assert result.success and loaded_inputs == []  # nothing went through this process
+    mat = result.asset_materializations_for_node("fraud_event_features")[-1]
+    assert mat.metadata["compute"].value == "dask"
+    assert mat.metadata["dagster/row_count"].value == sum(len(f) for f in local) > 0
+    for day, want in zip(days, local, strict=True):
+        got = pd.read_parquet(lake.partition_path(s.lake_dir, "transaction_features", day))
+        assert bit_identical(want, got), day

@@ -100,6 +100,10 @@ def test_bad_rows_are_quarantined_counted_and_not_featured(small_fraud, tmp_path
         (["--out", "features.json"], "--out: features.json: the file must end in .parquet or .csv"),
         (["--source", "empty"], "empty: no daily files (YYYY-MM-DD.parquet or YYYY-MM-DD.csv)"),
         (["--source", "absent"], "absent: no such folder"),
+        (
+            ["--compute", "local", "--dask-address", "tcp://127.0.0.1:1"],
+            "--dask-address: a scheduler address needs --compute dask",
+        ),
     ],
 )
 def test_features_errors_are_one_line_and_exit_2(tmp_path, capsys, monkeypatch, argv, message):
@@ -117,6 +121,26 @@ def test_features_errors_are_one_line_and_exit_2(tmp_path, capsys, monkeypatch, 
     assert len(lines) == 1 and lines[0].startswith("ml-platform features: error: "), lines
     assert message in lines[0]
     assert not (tmp_path / "features.parquet").exists()
+
+
+def test_fraud_days_featured_on_dask(small_fraud, tmp_path, capsys, dask_client) -> None:
+    """``--compute dask --dask-address``: the same file as the local run, bit for bit."""
+    from ml_platform.features.sharded import bit_identical
+
+    _export(capsys, tmp_path / "src", "--start", FRAUD_DAYS[0], "--end", FRAUD_DAYS[1])
+    written = {}
+    for compute in ("local", "dask"):
+        out = tmp_path / f"{compute}.parquet"
+        argv = ["features", "--source", str(tmp_path / "src"), "--out", str(out)]
+        argv += ["--compute", compute]
+        if compute == "dask":
+            argv += ["--dask-address", dask_client.scheduler.address]
+        assert main(argv) == 0
+        result = _json_line(capsys.readouterr().out)
+        assert list(result) == ["use_case", "rows", "quarantined", "seconds"]
+        written[compute] = pd.read_parquet(out)
+    assert len(written["dask"]) == result["rows"] > 0
+    assert bit_identical(written["local"], written["dask"])
 
 
 def test_export_source_refuses_a_reversed_range(tmp_path, capsys) -> None:

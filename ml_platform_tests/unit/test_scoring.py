@@ -328,7 +328,7 @@ def test_batch_predictions_asset_is_idempotent(session_dir: Path) -> None:
     import dagster as dg
 
     from ml_platform.data import lake
-    from ml_platform.defs.resources import LakeIOManager
+    from ml_platform.defs.resources import build_resources
     from ml_platform.features import FEATURE_COLUMNS
     from ml_platform.serving.scoring import load_model
     from ml_platform_tests.dagster_support import assets_of, fraud, names
@@ -338,7 +338,7 @@ def test_batch_predictions_asset_is_idempotent(session_dir: Path) -> None:
         from ml_platform.settings import get_settings
 
         lake_dir = get_settings().lake_dir
-        resources = {"io_manager": LakeIOManager(lake_dir=str(lake_dir))}
+        resources = build_resources(get_settings())
         instance = dg.DagsterInstance.ephemeral()
         ctx, defs = fraud(names.INGESTION, names.FEATURES, names.SERVING)
         batch_predictions = ctx.key(names.BATCH_PREDICTIONS)

@@ -6,6 +6,10 @@ partition sees the history its features need; a use case with side tables (fligh
 weather) also reads each with its own look-back (the as-of joins' oldest age plus the
 publication delay). :func:`build_feature_assets` builds them for one use case
 (``<name>_event_features``, ``<name>_online_feature_store``).
+
+The batch features read their look-back themselves: with the compute resource on Dask the
+lake partitions are read, featured (entity-sharded) and written on the workers
+(``features/sharded.py``), so the look-back never passes through this process.
 """
 
 import math
@@ -21,6 +25,7 @@ from ml_platform.defs.context import StageContext
 from ml_platform.defs.partitions import lookback_mapping
 from ml_platform.features import build_features_for_days, feature_set, horizon_days
 from ml_platform.features.definitions import DAY_NS
+from ml_platform.features.sharded import lake_features
 from ml_platform.use_cases.loader import engine_label_delay
 
 OWNERS = ["team:ml-platform"]
@@ -54,8 +59,11 @@ def build_feature_assets(ctx: StageContext) -> list[dg.AssetsDefinition]:
         for name, (_, days) in sides.items()
     ]
 
-    def lookback_in() -> dg.AssetIn:
-        return dg.AssetIn(validated, partition_mapping=lookback_mapping(lookback_days))
+    def lookback_in(**kwargs: object) -> dg.AssetIn:
+        return dg.AssetIn(validated, partition_mapping=lookback_mapping(lookback_days), **kwargs)
+
+    events_table = ctx.table(names.VALIDATED_EVENTS)
+    features_table = ctx.table(names.EVENT_FEATURES)
 
     def side_tables(context: dg.AssetExecutionContext) -> dict[str, pd.DataFrame] | None:
         """Each side table's rows over the run's days and their look-back (None: none)."""
@@ -76,22 +84,51 @@ def build_feature_assets(ctx: StageContext) -> list[dg.AssetsDefinition]:
         kinds={"python", "parquet"},
         partitions_def=ctx.partitions,
         backfill_policy=dg.BackfillPolicy.single_run(),
-        ins={"validated": lookback_in()},
+        ins={"validated": lookback_in(dagster_type=dg.Nothing)},  # read in the body
         deps=side_deps,
-        required_resource_keys={"io_manager"},
+        required_resource_keys={"io_manager", names.COMPUTE_RESOURCE},
         metadata=ctx.metadata(names.EVENT_FEATURES),
         description=(
             "Point-in-time features of every validated event (batch engine, "
             "ml_platform/features/batch.py): the event's keys and the use case's feature "
             "columns. Entity windows (t-w, t]; windows over the label end where labels are "
-            "known. Reads the look-back partitions, writes only its own days." + side_help
+            "known. Reads the look-back partitions, writes only its own days. On Dask "
+            "(ML_PLATFORM_COMPUTE=dask) the workers read, compute (sharded by entity, "
+            "bit-identical) and write the partitions." + side_help
         ),
     )
-    def event_features(
-        context: dg.AssetExecutionContext, validated: pd.DataFrame
-    ) -> dict[str, pd.DataFrame]:
+    def event_features(context: dg.AssetExecutionContext) -> dict[str, pd.DataFrame] | None:
         t0 = time.perf_counter()
         keys = list(context.partition_keys)
+        lookback = context.asset_partition_keys_for_input("validated")
+        lake_dir = context.resources.io_manager.lake_dir
+        client = getattr(context.resources, names.COMPUTE_RESOURCE).get_client()
+        metadata = {"feature_version": fs.version, "n_features": len(fs.columns)}
+        if client is not None:
+            stats = lake_features(
+                client,
+                lake_dir,
+                events_table,
+                lookback,
+                keys,
+                features_table,
+                fs,
+                delay,
+                side_tables=side_tables(context),
+            )
+            if stats["rows_read"]:
+                context.add_output_metadata(
+                    {
+                        **metadata,
+                        "compute": "dask",
+                        "lookback_rows": stats["rows_read"],
+                        "dagster/row_count": stats["rows"],
+                        "partitions": len(keys),
+                        "seconds": round(time.perf_counter() - t0, 3),
+                    }
+                )
+                return None  # written by the workers
+        validated = lake.read_partitions(lake_dir, events_table, lookback, missing_ok=True)
         if validated.empty:
             return {k: pd.DataFrame(columns=key_columns + fs.columns) for k in keys}
         # the look-back is history only: no features are computed for it
@@ -101,8 +138,8 @@ def build_feature_assets(ctx: StageContext) -> list[dg.AssetsDefinition]:
         parts = lake.split_by_day(out, keys, column=fs.event_time)
         context.add_output_metadata(
             {
-                "feature_version": fs.version,
-                "n_features": len(fs.columns),
+                **metadata,
+                "compute": "local",
                 "lookback_rows": len(validated),
                 "seconds": round(time.perf_counter() - t0, 3),
             }
