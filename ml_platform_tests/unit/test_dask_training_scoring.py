@@ -36,16 +36,9 @@ SMALL_TREES = {**FAST, "num_leaves": 4, "max_bin": 15, "min_child_samples": 20}
 
 
 @pytest.fixture(scope="module")
-def client():
-    from distributed import Client, LocalCluster
-
-    with (
-        LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
-        ) as cluster,
-        Client(cluster) as c,
-    ):
-        yield c
+def client(dask_client):
+    """The session's 2-worker LocalCluster (``conftest.dask_client``)."""
+    return dask_client
 
 
 @pytest.fixture(scope="module")
