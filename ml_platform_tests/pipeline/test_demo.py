@@ -45,7 +45,7 @@ TINY = {
     **FLIGHTS_WEEK,
 }
 FLIGHTS_STAGES = (
-    "flights_feature_pipeline_job",
+    "flights_spine_job",
     "flights_training_features_job",
     "flights_training_job",
     "flights_batch_scoring_job",

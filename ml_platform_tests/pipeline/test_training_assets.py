@@ -19,7 +19,7 @@ def _metadata(result: dg.ExecuteInProcessResult, key: str) -> dict:
 
 
 @pytest.mark.slow
-def test_training_job_registers_and_promotes_with_lineage(settings_env):
+def test_training_job_registers_and_promotes_with_lineage(settings_env, dask_client):
     s = settings_env()
     ctx, defs = fraud(names.INGESTION, names.FEATURES, names.TRAINING)
     instance = dg.DagsterInstance.ephemeral()
@@ -36,6 +36,7 @@ def test_training_job_registers_and_promotes_with_lineage(settings_env):
     assert newest <= pd.Timestamp(s.end_date) - pd.Timedelta(days=s.label_delay_days)
 
     cand = _metadata(first, "fraud_candidate_model")
+    assert cand["compute"] == "local"
     assert cand["model_name"] == ctx.model_name == "fraud_detector"
     assert cand["model_version"] == "1" and cand["mlflow_run_id"]
     assert cand["feature_version"] and cand["dataset_digest"] and cand["git_commit"]
@@ -54,3 +55,16 @@ def test_training_job_registers_and_promotes_with_lineage(settings_env):
     info = registry.get_model_info("2", model_name=ctx.model_name)
     assert info.tags["gate.decision"] == "rejected"
     assert registry.current_version("champion", model_name=ctx.model_name) == "1"
+
+    # compute on Dask, the set above the size setting: fitted on the cluster, registered and
+    # traced like a local model
+    settings_env(compute="dask", dask_address=dask_client.scheduler.address, dask_train_min_rows=1)
+    _, dask_defs = fraud(names.INGESTION, names.FEATURES, names.TRAINING)
+    third = run_job(dask_defs, "fraud_training_job", instance=instance)
+    assert third.success
+    cand3 = _metadata(third, "fraud_candidate_model")
+    assert cand3["compute"] == "dask" and cand3["model_version"] == "3"
+    from mlflow.tracking import MlflowClient
+
+    run = MlflowClient(s.tracking_uri).get_run(cand3["mlflow_run_id"])
+    assert run.data.params["compute"] == "dask"

@@ -57,7 +57,16 @@ def test_asset_graph_shows_every_group(ui_platform, page) -> None:
     nodes = ui.open_asset_graph(page, ui_platform.url, groups)
     assert sorted(nodes) == groups
     for group, node in nodes.items():
-        assert node.inner_text().strip() == group
+        assert _shown_as(node.inner_text().strip(), group), (node.inner_text(), group)
+
+
+def _shown_as(text: str, name: str) -> bool:
+    """The graph shows ``name`` whole, or a long one shortened in the middle
+    (``fligh…_monitoring``): what it shows is then the name's start and end."""
+    if "…" not in text:
+        return text == name
+    head, tail = text.split("…", 1)
+    return len(head) + len(tail) >= 6 and name.startswith(head) and name.endswith(tail)
 
 
 def test_materialize_one_partition_from_the_ui(ui_platform, launched) -> None:

@@ -96,6 +96,7 @@ def build_training_assets(ctx: StageContext) -> list[dg.AssetsDefinition]:
         owners=OWNERS,
         kinds={"lightgbm", "scikitlearn", "mlflow"},
         ins={"training_set": dg.AssetIn(training_set.key)},
+        required_resource_keys={names.COMPUTE_RESOURCE},
         metadata=ctx.tags(),
         description=(
             f"Trains the use case's candidates ({', '.join(ctx.use_case.spec.task.candidates)}"
@@ -105,7 +106,8 @@ def build_training_assets(ctx: StageContext) -> list[dg.AssetsDefinition]:
             + ("ML_PLATFORM_BASELINE_MARGIN_AP" if ctx.is_flagship else "its baseline_margin")
             + ". Logs params, metrics, datasets (digest + window), git commit, feature "
             "version, use case, packages and the model to MLflow; registered as "
-            f"{model_name}, alias `challenger`."
+            f"{model_name}, alias `challenger`. With ML_PLATFORM_COMPUTE=dask, a training set "
+            "of at least ML_PLATFORM_DASK_TRAIN_MIN_ROWS rows is fitted on the cluster."
         ),
     )
     def candidate_model(
@@ -120,6 +122,10 @@ def build_training_assets(ctx: StageContext) -> list[dg.AssetsDefinition]:
         t0 = time.perf_counter()
         windows = windows_from_frame(training_set, run.label_delay_days, use_case=uc)
         as_of = windows.valid_end + pd.Timedelta(days=run.label_delay_days)
+        # ask for the client only when the set is large enough: no cluster starts for nothing
+        large = len(training_set) >= s.dask_train_min_rows
+        compute = getattr(context.resources, names.COMPUTE_RESOURCE)
+        client = compute.get_client() if large else None
         info, cands = train_and_register(
             s,
             TrainingSet(training_set, windows, as_of),
@@ -127,6 +133,7 @@ def build_training_assets(ctx: StageContext) -> list[dg.AssetsDefinition]:
             use_case=ctx.use_case,
             margin=run.baseline_margin,
             features_table=ctx.table(names.EVENT_FEATURES),
+            client=client,
         )
         chosen = {k: v for k, v in cands.chosen_metrics.items() if k in task.measures}
         return dg.MaterializeResult(
@@ -144,6 +151,7 @@ def build_training_assets(ctx: StageContext) -> list[dg.AssetsDefinition]:
                 "feature_version": info.feature_version,
                 "dataset_digest": info.tags.get("dataset_digest", ""),
                 "git_commit": info.tags.get("git_commit", ""),
+                "compute": "dask" if client is not None else "local",
                 "seconds": round(time.perf_counter() - t0, 3),
             }
         )
