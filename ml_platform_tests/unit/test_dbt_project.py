@@ -366,10 +366,14 @@ def test_generated_models_follow_the_declaration_and_own_models_carry_the_name(t
     stg_columns = {c["name"]: c.get("data_tests", []) for c in models[0]["columns"]}
     assert stg_columns["transaction_id"][:2] == ["unique", "not_null"]
     assert {"value_between": {"arguments": {"min_value": 0}}} in stg_columns["tx_amount"]
-    # unchanged declaration: nothing rewritten; a use case gone: its folder removed
+    # unchanged declaration: nothing rewritten; a file it no longer generates: removed
     assert generate_models([churn], settings_delay=7, project_dir=project) == []
+    (out / "churn_old_model.sql").write_text("select 1 as one\n")
+    generate_models([churn], settings_delay=7, project_dir=project)
+    assert not (out / "churn_old_model.sql").exists() and (out / "_models.yml").exists()
+    # a use case this process does not load: its folder stays (another may be parsing it)
     generate_models([], settings_delay=7, project_dir=project)
-    assert not out.exists()
+    assert (out / "_models.yml").exists()
 
     (folder / "dbt" / "daily.sql").write_text("select 1 as one\n")
     with pytest.raises(UseCaseError, match=r"dbt/daily.sql: dbt model 'daily'.*'churn_'"):

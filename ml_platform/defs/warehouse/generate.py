@@ -300,8 +300,9 @@ def use_case_files(uc: UseCase, settings_delay: int) -> dict[str, str]:
 def generate_models(
     use_cases: Iterable[UseCase], settings_delay: int, project_dir: Path = DBT_PROJECT_DIR
 ) -> list[Path]:
-    """Write every use case's models under ``models/use_cases/``; remove what no use case
-    generates any more. Returns the files written (unchanged ones are left alone)."""
+    """Write every use case's models under ``models/use_cases/``; remove the files these use
+    cases no longer generate. Returns the files written (unchanged ones are left alone)."""
+    use_cases = list(use_cases)
     root = project_dir / GENERATED_DIR
     wanted = {
         root / uc.name / rel: text
@@ -318,8 +319,12 @@ def generate_models(
             out.write(text)
         os.replace(tmp, path)  # atomic: a concurrent parse never reads half a file
         written.append(path)
-    if root.is_dir():
-        for path in sorted(root.rglob("*"), reverse=True):
+    # stale files of these use cases go; another use case's folder stays (a process that
+    # loads other use cases may be parsing it now; `make clean` removes them all)
+    for folder in {root / uc.name for uc in use_cases}:
+        if not folder.is_dir():
+            continue
+        for path in sorted(folder.rglob("*"), reverse=True):
             if path.is_file() and path not in wanted and not path.name.startswith("."):
                 path.unlink()
             elif path.is_dir() and not any(path.iterdir()):
