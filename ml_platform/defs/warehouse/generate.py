@@ -297,6 +297,15 @@ def use_case_files(uc: UseCase, settings_delay: int) -> dict[str, str]:
     return files | _own_models(uc)
 
 
+def write_atomically(path: Path, text: str) -> None:
+    """Replace ``path`` whole: a process sharing the project (a parse, a freshness check)
+    never reads half a file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+    os.replace(tmp, path)
+
+
 def generate_models(
     use_cases: Iterable[UseCase], settings_delay: int, project_dir: Path = DBT_PROJECT_DIR
 ) -> list[Path]:
@@ -314,10 +323,7 @@ def generate_models(
         if path.is_file() and path.read_text() == text:
             continue
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-        with os.fdopen(fd, "w") as out:
-            out.write(text)
-        os.replace(tmp, path)  # atomic: a concurrent parse never reads half a file
+        write_atomically(path, text)
         written.append(path)
     # stale files of these use cases go; another use case's folder stays (a process that
     # loads other use cases may be parsing it now; `make clean` removes them all)

@@ -33,7 +33,11 @@ def manifest_is_stale(settings: Settings | None = None) -> bool:
     manifest = warehouse_project.manifest_path
     if not manifest.exists() or not _ENV_STAMP.exists():
         return True
-    if json.loads(_ENV_STAMP.read_text()) != dbt_env(settings or get_settings()):
+    try:
+        stamp = json.loads(_ENV_STAMP.read_text())
+    except (OSError, ValueError):  # gone or being replaced by another process: parse again
+        return True
+    if stamp != dbt_env(settings or get_settings()):
         return True
     built = manifest.stat().st_mtime
     return any(
@@ -63,7 +67,9 @@ def prepare_dbt_manifest(force: bool = False, settings: Settings | None = None) 
         with dbt_environment(settings) as env:
             # dagster-dbt's preparer guards against concurrent parses (code servers).
             warehouse_project.preparer.prepare(warehouse_project)
-        _ENV_STAMP.write_text(json.dumps(env, sort_keys=True))
+        from ml_platform.defs.warehouse.generate import write_atomically
+
+        write_atomically(_ENV_STAMP, json.dumps(env, sort_keys=True))
         # dagster-dbt caches a manifest per path for the process: drop the one just replaced
         from dagster_dbt.dbt_manifest import read_manifest_path
 
