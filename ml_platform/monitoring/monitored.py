@@ -40,16 +40,9 @@ class Monitored:
     def of(cls, use_case: UseCase | str | None = None) -> Monitored:
         """``use_case`` (a name, or default: the flagship) as monitoring sees it."""
         from ml_platform.features.definitions import DEFAULT_USE_CASE
+        from ml_platform.features.online import resolve_use_case
 
-        if use_case is None or use_case == DEFAULT_USE_CASE:
-            from ml_platform.data.validation import default_use_case
-
-            return cls(default_use_case())
-        if isinstance(use_case, str):
-            from ml_platform.use_cases import get_use_case
-
-            return cls(get_use_case(use_case))
-        return cls(use_case)
+        return cls(resolve_use_case(DEFAULT_USE_CASE if use_case is None else use_case))
 
     @property
     def name(self) -> str:
